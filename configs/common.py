@@ -1,0 +1,60 @@
+"""Pieces every config shares: the base fields and the `arg` parser.
+
+A config file's `get_config(arg)` takes a string such as
+'dataset=beauty,tiny' (comma-separated; `key=value` or a bare flag) and returns
+an `ml_collections.ConfigDict`. Unknown keys in `arg` are an error.
+"""
+
+import ml_collections as mlc
+
+# Full ranking metrics reported for every model; `select` picks the state /
+# hyperparameters on validation.
+METRICS = ('hr', 'recall', 'ndcg', 'mrr', 'precision')
+KS = (10, 20)
+
+
+def parse_arg(arg: str | None, **defaults) -> mlc.ConfigDict:
+  """'dataset=beauty,tiny' -> ConfigDict(dataset='beauty', tiny=True, ...).
+
+  Args:
+    arg: the text after ':' in --config=path:arg, or None.
+    **defaults: the accepted keys and their defaults; a value's type decides
+      how its text is parsed (bool flags may be given bare).
+
+  Returns:
+    A ConfigDict with every key of `defaults`.
+  """
+  out = mlc.ConfigDict(defaults)
+  for item in filter(None, (arg or '').split(',')):
+    key, eq, value = item.partition('=')
+    key = key.strip()
+    if key not in defaults:
+      raise KeyError(
+        f'unknown config arg {key!r} in {arg!r}; known: {sorted(defaults)}'
+      )
+    default = defaults[key]
+    if isinstance(default, bool):
+      out[key] = (not eq) or value.strip().lower() in ('1', 'true', 'yes')
+    elif not eq:
+      raise ValueError(f'config arg {key!r} needs a value: {key}=...')
+    else:
+      out[key] = type(default)(value.strip())
+  return out
+
+
+def base_config(dataset: str) -> mlc.ConfigDict:
+  """Fields shared by every experiment."""
+  c = mlc.ConfigDict()
+  c.dataset = dataset
+  # Keep only the first N users (0 = all); tiny configs use it.
+  c.max_users = 0
+  c.seed = 0
+  c.eval = mlc.ConfigDict()
+  c.eval.ks = KS
+  c.eval.metrics = METRICS
+  c.eval.select = 'ndcg@20'
+  # '' = the dataset's documented default ('none', 'train', 'train+valid').
+  c.eval.exclude_valid = ''
+  c.eval.exclude_test = ''
+  c.eval.chunk_size = 1024
+  return c

@@ -1,0 +1,25 @@
+"""ItemKNN: shrunk cosine item-item similarity, top-k neighbours per item.
+
+    python -m experiments.fit_linear \
+      --config=configs/itemknn.py:dataset=beauty --workdir=runs/itemknn-beauty
+
+The grid (k x shrink, 12 points) is searched on validation only; the best
+point is tested once. About a minute on beauty (12k items) on 2 CPU cores.
+"""
+
+import ml_collections as mlc
+
+from configs import common
+
+
+def get_config(arg: str | None = None) -> mlc.ConfigDict:
+  a = common.parse_arg(arg, dataset='ml-100k', tiny=False)
+  c = common.base_config(a.dataset)
+  c.model = mlc.ConfigDict({'name': 'itemknn', 'k': 100, 'shrink': 10.0})
+  c.grid = mlc.ConfigDict(
+    {'k': [10, 50, 100, 200], 'shrink': [0.0, 10.0, 100.0]}
+  )
+  if a.tiny:
+    c.max_users = 200
+    c.grid = mlc.ConfigDict({'k': [5, 20], 'shrink': [0.0]})
+  return c

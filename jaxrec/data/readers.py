@@ -1,0 +1,359 @@
+"""One reader per on-disk format. Host-side NumPy; no JAX here.
+
+Every reader accepts a plain or gzipped file (a path ending in .gz), and
+every problem with a file is a `DataError` naming the file, the 1-based line
+where there is one, and the reason: an empty file, a line with the wrong
+number of fields, a non-integer or negative id, a NaN or infinite rating or
+timestamp. Nothing is silently dropped.
+
+Formats:
+  DiffuRec / ADRec `dataset.pkl`  `read_seq_pickle` (builtins only)
+  DiffRec / DDRM `*_list.npy`     `read_npy_pairs` (allow_pickle=False)
+  MovieLens u.data / ratings.dat  `read_movielens`
+  RecBole atomic `.inter`         `read_recbole_inter`
+  MovieLens latest `ratings.csv`  `read_ml_latest` (inside the release zip)
+  ICLRec / S3-Rec `*.txt`         `read_iclrec_txt`
+  TiCoSeRec item + time files     `read_ticoserec`
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+import pickle
+import zipfile
+
+import numpy as np
+
+from jaxrec.data import types
+
+
+class DataError(ValueError):
+  """A dataset file is missing, corrupt or malformed."""
+
+
+def read_bytes(path: os.PathLike) -> bytes:
+  """The file's content, gunzipped if the name ends in .gz."""
+  path = os.fspath(path)
+  try:
+    with open(path, 'rb') as f:
+      raw = f.read()
+  except OSError as e:
+    raise DataError(f'{path}: cannot read: {e}') from e
+  if path.endswith('.gz'):
+    try:
+      raw = gzip.decompress(raw)
+    except (OSError, EOFError) as e:
+      raise DataError(f'{path}: not a valid gzip file: {e}') from e
+  if not raw.strip():
+    raise DataError(f'{path}: empty file')
+  return raw
+
+
+def _text(path, raw: bytes | None = None, encoding='utf-8') -> list[str]:
+  raw = read_bytes(path) if raw is None else raw
+  try:
+    text = raw.decode(encoding)
+  except UnicodeDecodeError as e:
+    line = raw[: e.start].count(b'\n') + 1
+    raise DataError(f'{path}:{line}: not {encoding} text') from e
+  return text.replace('\r\n', '\n').split('\n')
+
+
+def _bad_line(path, lines, first_line, ncols, sep, kinds) -> DataError:
+  """Finds the first line that fails to parse and says why."""
+  for n, line in enumerate(lines):
+    where = f'{path}:{first_line + n}'
+    fields = line.split(sep)
+    if len(fields) != ncols:
+      return DataError(
+        f'{where}: expected {ncols} fields separated by {sep!r}, got'
+        f' {len(fields)}: {line[:80]!r}'
+      )
+    for col, (field, kind) in enumerate(zip(fields, kinds, strict=True)):
+      err = _check_field(field.strip(), kind)
+      if err:
+        return DataError(f'{where}: field {col + 1} {field!r}: {err}')
+  return DataError(f'{path}: could not parse (no bad line found)')
+
+
+def _check_field(field: str, kind: str) -> str | None:
+  if kind == 'id':
+    try:
+      value = int(field)
+    except ValueError:
+      return 'not an integer id'
+    return 'negative id' if value < 0 else None
+  try:
+    value = float(field)
+  except ValueError:
+    return 'not a number'
+  return None if np.isfinite(value) else 'not finite'
+
+
+def _parse_table(path, lines, first_line, sep, kinds) -> list[np.ndarray]:
+  """Parses lines of `len(kinds)` fields; 'id' columns int64 >= 0."""
+  while lines and not lines[-1].strip():
+    lines = lines[:-1]
+  if not lines:
+    raise DataError(f'{path}: no data lines')
+  ncols = len(kinds)
+  tokens = '\n'.join(lines).replace(sep, '\n').split('\n')
+  if len(tokens) != ncols * len(lines):
+    raise _bad_line(path, lines, first_line, ncols, sep, kinds)
+  table = np.array(tokens, dtype=object).reshape(len(lines), ncols)
+  cols = []
+  for c, kind in enumerate(kinds):
+    try:
+      if kind == 'id':
+        col = table[:, c].astype(np.int64)
+        ok = col >= 0
+      else:
+        col = table[:, c].astype(np.float64)
+        ok = np.isfinite(col)
+    except (ValueError, OverflowError):
+      raise _bad_line(path, lines, first_line, ncols, sep, kinds) from None
+    if not ok.all():
+      raise _bad_line(path, lines, first_line, ncols, sep, kinds)
+    cols.append(col)
+  return cols
+
+
+def _interactions(path, user, item, rating, ts) -> types.Interactions:
+  if ts is not None and np.any(ts != np.round(ts)):
+    line = int(np.flatnonzero(ts != np.round(ts))[0])
+    raise DataError(f'{path}: timestamp of data row {line + 1} is fractional')
+  return types.Interactions(
+    user=user,
+    item=item,
+    rating=rating,
+    timestamp=None if ts is None else ts.astype(np.int64),
+    source=os.fspath(path),
+  )
+
+
+def read_movielens(path: os.PathLike) -> types.Interactions:
+  """MovieLens `u.data` (tab-separated) or `ratings.dat` ('::').
+
+  Both have four fields per line: user, item, rating, unix timestamp.
+  """
+  lines = _text(path, encoding='latin-1')
+  sep = '::' if '::' in lines[0] else '\t'
+  user, item, rating, ts = _parse_table(
+    path, lines, 1, sep, ('id', 'id', 'num', 'num')
+  )
+  return _interactions(path, user, item, rating, ts)
+
+
+def read_recbole_inter(path: os.PathLike) -> types.Interactions:
+  """A RecBole atomic `.inter` file: a typed header, then tab-separated rows.
+
+  Header fields look like `user_id:token`; user_id and item_id are required
+  (integer tokens), rating and timestamp optional.
+  """
+  lines = _text(path)
+  header = [h.split(':')[0].strip() for h in lines[0].split('\t')]
+  for need in ('user_id', 'item_id'):
+    if need not in header:
+      raise DataError(f'{path}:1: header {lines[0]!r} has no {need!r} field')
+  kinds = tuple('id' if h in ('user_id', 'item_id') else 'num' for h in header)
+  cols = dict(
+    zip(header, _parse_table(path, lines[1:], 2, '\t', kinds), strict=True)
+  )
+  return _interactions(
+    path,
+    cols['user_id'],
+    cols['item_id'],
+    cols.get('rating'),
+    cols.get('timestamp'),
+  )
+
+
+def read_ml_latest(
+  path: os.PathLike, member: str = 'ml-latest-small/ratings.csv'
+) -> types.Interactions:
+  """`ratings.csv` (userId,movieId,rating,timestamp) inside the release zip."""
+  try:
+    with zipfile.ZipFile(path) as z:
+      raw = z.read(member)
+  except (OSError, KeyError, zipfile.BadZipFile) as e:
+    raise DataError(f'{path}: cannot read member {member}: {e}') from e
+  where = f'{os.fspath(path)}[{member}]'
+  lines = _text(where, raw)
+  if not lines[0].startswith('userId,movieId'):
+    raise DataError(f'{where}:1: unexpected header {lines[0]!r}')
+  user, item, rating, ts = _parse_table(
+    where, lines[1:], 2, ',', ('id', 'id', 'num', 'num')
+  )
+  return _interactions(where, user, item, rating, ts)
+
+
+def _sequence_lines(path, lines) -> tuple[np.ndarray, list[np.ndarray]]:
+  """'user v1 v2 ...' lines -> (user ids, value arrays); ints >= 0."""
+  while lines and not lines[-1].strip():
+    lines = lines[:-1]
+  if not lines:
+    raise DataError(f'{path}: no data lines')
+  users, seqs = [], []
+  for n, line in enumerate(lines, start=1):
+    fields = line.split()
+    try:
+      values = np.array(fields, dtype=np.int64)
+    except ValueError:
+      bad = next(f for f in fields if _check_field(f, 'id'))
+      raise DataError(f'{path}:{n}: {bad!r} is not an integer') from None
+    if len(values) < 2:
+      raise DataError(f'{path}:{n}: a user id and no items: {line[:80]!r}')
+    if (values < 0).any():
+      raise DataError(f'{path}:{n}: negative value in {line[:80]!r}')
+    users.append(values[0])
+    seqs.append(values[1:])
+  return np.array(users), seqs
+
+
+def read_iclrec_txt(path: os.PathLike) -> list[np.ndarray]:
+  """ICLRec / S3-Rec text: `user item1 item2 ...`, users 1..U in order.
+
+  Returns:
+    U int64 arrays of 1-based item ids in chronological order.
+  """
+  users, seqs = _sequence_lines(path, _text(path))
+  expect = np.arange(1, len(users) + 1)
+  if not np.array_equal(users, expect):
+    n = int(np.flatnonzero(users != expect)[0])
+    raise DataError(
+      f'{path}:{n + 1}: user id {users[n]}, expected {n + 1} (ids 1..U in'
+      ' order)'
+    )
+  for n, s in enumerate(seqs, start=1):
+    if (s == 0).any():
+      raise DataError(f'{path}:{n}: item id 0 (ids are 1-based)')
+  return seqs
+
+
+def read_ticoserec(
+  item_path: os.PathLike, time_path: os.PathLike
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+  """TiCoSeRec's aligned `*_item_org_rank.txt` and `*_time_org_rank.txt`.
+
+  Returns:
+    (sequences of 1-based item ids, their unix timestamps), per user.
+  """
+  users, seqs = _sequence_lines(item_path, _text(item_path))
+  t_users, times = _sequence_lines(time_path, _text(time_path))
+  if len(users) != len(t_users):
+    raise DataError(
+      f'{time_path}: {len(t_users)} lines, {item_path} has {len(users)}'
+    )
+  for n, (u, tu, s, t) in enumerate(
+    zip(users, t_users, seqs, times, strict=True), start=1
+  ):
+    if u != tu or len(s) != len(t):
+      raise DataError(
+        f'{time_path}:{n}: user {tu} with {len(t)} times does not match'
+        f' {item_path}:{n} (user {u}, {len(s)} items)'
+      )
+    if (np.diff(t) < 0).any():
+      raise DataError(f'{time_path}:{n}: timestamps decrease')
+  return seqs, times
+
+
+class _BuiltinsOnly(pickle.Unpickler):
+  """Unpickles plain containers and numbers; refuses every global.
+
+  dict, list, tuple, int, str, float and bool need no global lookup, so a
+  dataset pickle of them loads; anything that asks for a class or function
+  (the way a malicious pickle runs code) is refused.
+  """
+
+  def find_class(self, module, name):
+    raise DataError(
+      f'{self.source}: refusing to unpickle {module}.{name}; dataset pickles'
+      ' may hold only builtin containers and numbers'
+    )
+
+
+def _ids(path, where: str, seq) -> np.ndarray:
+  if not isinstance(seq, (list, tuple)) or not all(
+    isinstance(v, int) and not isinstance(v, bool) for v in seq
+  ):
+    raise DataError(f'{path}: {where} is not a list of integer item ids')
+  arr = np.asarray(seq, np.int64)
+  if len(arr) and arr.min() < 1:
+    raise DataError(f'{path}: {where} has item id {arr.min()} (ids are >= 1)')
+  return arr
+
+
+def read_seq_pickle(path: os.PathLike) -> dict:
+  """DiffuRec or ADRec `dataset.pkl` with a builtins-only unpickler.
+
+  DiffuRec: {'train': {u: [items]}, 'val': {u: [item]}, 'test': {u: [item]},
+  'umap', 'smap'}; ADRec: {'train': [[items]], 'val': [[item]], 'test':
+  [[item]]}, the list index being the user. Items are 1-based.
+
+  Returns:
+    {'train': [int64 array per user], 'val': int64[U], 'test': int64[U],
+     'n_items': len(smap) if present else the largest id}.
+  """
+  unpickler = _BuiltinsOnly(io.BytesIO(read_bytes(path)))
+  unpickler.source = os.fspath(path)
+  try:
+    data = unpickler.load()
+  except DataError:
+    raise
+  except Exception as e:  # noqa: BLE001 - any unpickling failure is corrupt
+    raise DataError(f'{path}: not a valid pickle: {e!r}') from e
+  if not isinstance(data, dict):
+    raise DataError(f'{path}: expected a dict, got {type(data).__name__}')
+  for key in ('train', 'val', 'test'):
+    if key not in data:
+      raise DataError(f'{path}: no {key!r} key (keys: {sorted(data)})')
+  parts = {}
+  for key in ('train', 'val', 'test'):
+    part = data[key]
+    if isinstance(part, dict):
+      if sorted(part) != list(range(len(part))):
+        raise DataError(f'{path}: {key} users are not 0..{len(part) - 1}')
+      part = [part[u] for u in range(len(part))]
+    if not isinstance(part, list):
+      raise DataError(f'{path}: {key} is a {type(part).__name__}')
+    parts[key] = [_ids(path, f'{key}[{u}]', s) for u, s in enumerate(part)]
+  n = len(parts['train'])
+  for key in ('val', 'test'):
+    if len(parts[key]) != n:
+      raise DataError(f'{path}: {key} has {len(parts[key])} users, train {n}')
+    lengths = np.array([len(s) for s in parts[key]])
+    if (lengths != 1).any():
+      u = int(np.flatnonzero(lengths != 1)[0])
+      raise DataError(
+        f'{path}: {key}[{u}] has {lengths[u]} items; leave-one-out needs 1'
+      )
+  biggest = max(int(s.max()) for key in parts for s in parts[key] if len(s))
+  n_items = len(data['smap']) if 'smap' in data else biggest
+  if biggest > n_items:
+    raise DataError(f'{path}: item id {biggest} > len(smap) = {n_items}')
+  return {
+    'train': parts['train'],
+    'val': np.concatenate(parts['val']),
+    'test': np.concatenate(parts['test']),
+    'n_items': n_items,
+  }
+
+
+def read_npy_pairs(path: os.PathLike) -> np.ndarray:
+  """DiffRec/DDRM `*_list.npy`: int[n, 2] rows of (user, item), 0-based."""
+  try:
+    arr = np.load(io.BytesIO(read_bytes(path)), allow_pickle=False)
+  except ValueError as e:
+    raise DataError(f'{path}: not a plain .npy array ({e})') from e
+  if arr.ndim != 2 or arr.shape[1] != 2:
+    raise DataError(f'{path}: shape {arr.shape}, expected (n, 2)')
+  if arr.dtype.kind not in 'iu':
+    raise DataError(f'{path}: dtype {arr.dtype}, expected integers')
+  if len(arr) == 0:
+    raise DataError(f'{path}: no rows')
+  if arr.min() < 0:
+    row = int(np.flatnonzero((arr < 0).any(axis=1))[0])
+    raise DataError(f'{path}: row {row} has a negative id: {arr[row]}')
+  return arr.astype(np.int64)

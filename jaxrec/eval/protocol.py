@@ -1,0 +1,177 @@
+"""The evaluation protocol: the only way a result is measured.
+
+Validation may run any number of times, each under a tag (a step, a grid
+point). The test split is ranked exactly once per `Protocol`, and only for
+the tag that is best on validation by the named `select` metric, so neither
+early stopping nor tuning can see test data. `record()` is what goes into a
+run's results.json.
+
+At validation the model reads `split.history('valid')` (train) and is ranked
+against `split.valid`; at test it reads `split.history('test')` (train, or
+train + valid, as the dataset's protocol says) against `split.test`. Items
+removed before ranking are a named setting per stage: 'none', 'train' or
+'train+valid' (defaults from the dataset: the sequential papers exclude
+nothing, the CF papers exclude train at valid and train + valid at test).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Literal
+
+import numpy as np
+
+from jaxrec.data import types
+from jaxrec.eval import metrics as metrics_lib
+from jaxrec.eval import ranking
+
+TIE_RULE = 'equal scores rank the lower item id first'
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalResult:
+  """Metrics of one evaluation.
+
+  Attributes:
+    metrics: {'ndcg@20': mean over users with a non-empty ground truth}.
+    per_user: {'ndcg@20': float64[U']} in the order of `users`.
+    users: int64[U'] evaluated users.
+    coverage: {'coverage@20': share of items in any user's top 20}.
+  """
+
+  metrics: dict[str, float]
+  per_user: dict[str, np.ndarray]
+  users: np.ndarray
+  coverage: dict[str, float]
+
+
+def exclusion(split: types.Split, which: types.Exclude) -> types.Part | None:
+  """The part whose items are removed from ranking."""
+  if which == 'none':
+    return None
+  if which == 'train':
+    return split.train
+  if which == 'train+valid':
+    return types.concat_parts(split.train, split.valid)
+  raise ValueError(
+    f"exclude={which!r}; expected 'none', 'train' or 'train+valid'"
+  )
+
+
+class Protocol:
+  """Validation any number of times; test once, on the selected tag."""
+
+  def __init__(
+    self,
+    split: types.Split,
+    ks=(10, 20),
+    metrics=('hr', 'recall', 'ndcg', 'mrr', 'precision'),
+    select: str = 'ndcg@20',
+    exclude_valid: types.Exclude | None = None,
+    exclude_test: types.Exclude | None = None,
+    chunk_size: int = 512,
+  ):
+    self.split = split
+    self.ks = tuple(int(k) for k in ks)
+    self.metrics = tuple(metrics)
+    for name in self.metrics:
+      if name not in metrics_lib.METRICS:
+        raise KeyError(
+          f'unknown metric {name!r}; known: {sorted(metrics_lib.METRICS)}'
+        )
+    names = [f'{m}@{k}' for m in self.metrics for k in self.ks]
+    if select not in names:
+      raise KeyError(f'select={select!r} is not one of the metrics {names}')
+    self.select = select
+    self.exclude = {
+      'valid': exclude_valid or split.exclude_valid,
+      'test': exclude_test or split.exclude_test,
+    }
+    self._excluded = {s: exclusion(split, w) for s, w in self.exclude.items()}
+    self.chunk_size = chunk_size
+    self.history: list[tuple[Any, dict[str, float]]] = []
+    self._test: tuple[Any, EvalResult] | None = None
+
+  def _evaluate(self, scorer, stage: Literal['valid', 'test']) -> EvalResult:
+    truth = self.split.valid if stage == 'valid' else self.split.test
+    res = ranking.rank(
+      scorer,
+      self.split.history(stage),
+      truth,
+      self._excluded[stage],
+      self.split.n_items,
+      k=max(self.ks),
+      chunk_size=self.chunk_size,
+    )
+    per_user = metrics_lib.per_user(res.hits, res.n_gt, self.ks, self.metrics)
+    cov = {
+      f'coverage@{k}': metrics_lib.coverage(res.topk, self.split.n_items, k)
+      for k in self.ks
+    }
+    return EvalResult(metrics_lib.means(per_user), per_user, res.users, cov)
+
+  def validate(self, scorer, tag) -> EvalResult:
+    """Ranks validation; remembers `(tag, metrics)` for selection."""
+    if self._test is not None:
+      raise RuntimeError('validation after the final test: the run is over')
+    result = self._evaluate(scorer, 'valid')
+    self.history.append((tag, result.metrics))
+    return result
+
+  def best(self) -> tuple[Any, float]:
+    """(tag, value) best on `select`; the earliest tag wins a tie."""
+    if not self.history:
+      raise RuntimeError('no validation has run yet')
+    values = [m[self.select] for _, m in self.history]
+    i = int(np.nanargmax(values))
+    return self.history[i][0], values[i]
+
+  def final_test(self, scorer, tag) -> EvalResult:
+    """Ranks test once, for the validation-selected `tag` only."""
+    if self._test is not None:
+      raise RuntimeError(
+        f'test was already evaluated (tag {self._test[0]!r}); it is'
+        ' evaluated once per run'
+      )
+    best_tag, _ = self.best()
+    if tag != best_tag:
+      raise ValueError(
+        f'test is evaluated once, on the state selected by {self.select}'
+        f' on validation ({best_tag!r}); got {tag!r}'
+      )
+    result = self._evaluate(scorer, 'test')
+    self._test = (tag, result)
+    return result
+
+  def record(self) -> dict:
+    """The JSON-ready record of this protocol's runs."""
+    out = {
+      'split': self.split.summary(),
+      'protocol': {
+        'ks': list(self.ks),
+        'metrics': list(self.metrics),
+        'select': self.select,
+        'exclude_valid': self.exclude['valid'],
+        'exclude_test': self.exclude['test'],
+        'test_history': self.split.test_history,
+        'recall': 'hits/|GT|; recall_capped: hits/min(|GT|, K)',
+        'users': 'users with a non-empty ground truth; others not counted',
+        'ties': TIE_RULE,
+      },
+      'valid_curve': [{'tag': t, **m} for t, m in self.history],
+    }
+    if self.history:
+      tag, value = self.best()
+      out['selected'] = {'tag': tag, 'metric': self.select, 'value': value}
+    if self._test is not None:
+      tag, res = self._test
+      out['test'] = {
+        'tag': tag,
+        'metrics': res.metrics,
+        'coverage': res.coverage,
+        'per_user': {
+          'users': res.users.tolist(),
+          **{k: v.tolist() for k, v in res.per_user.items()},
+        },
+      }
+    return out

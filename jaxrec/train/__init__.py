@@ -1,0 +1,1 @@
+"""Fitting and training: closed-form models now, the neural loop next."""

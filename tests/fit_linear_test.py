@@ -1,0 +1,102 @@
+"""End to end: every linear config, tiny, through selection and one test."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from configs import baselines, ease, itemknn, toppop
+from jaxrec.data import synthetic
+from jaxrec.train import fit_linear
+
+
+@pytest.fixture(scope='module')
+def split():
+  return synthetic.clustered_split(n_users=300, n_items=80, per_user=15)
+
+
+@pytest.mark.parametrize('module', [toppop, itemknn, ease])
+def test_tiny_config_runs_and_records(module, split, tmp_path):
+  config = module.get_config('tiny')
+  res = fit_linear.fit_and_evaluate(config, tmp_path, split)
+  written = json.loads((tmp_path / 'results.json').read_text())
+  assert written['selected'] == res['selected']
+  lines = (tmp_path / 'metrics.jsonl').read_text().splitlines()
+  assert len(lines) == len(fit_linear.grid_points(config))
+  valid = [json.loads(line)[f'valid/{config.eval.select}'] for line in lines]
+  assert res['selected']['value'] == pytest.approx(max(valid))
+  assert (
+    json.loads((tmp_path / 'config.json').read_text())['model']['name']
+    == config.model.name
+  )
+  assert written['split']['hash'] == split.content_hash
+  assert 0.0 <= written['test']['metrics']['ndcg@20'] <= 1.0
+
+
+def test_personalised_models_beat_popularity_on_planted_clusters(
+  split, tmp_path
+):
+  ndcg = {}
+  for module in (toppop, itemknn, ease):
+    res = fit_linear.fit_and_evaluate(
+      module.get_config(), tmp_path / module.__name__, split
+    )
+    ndcg[module.__name__] = res['test']['metrics']['ndcg@20']
+  assert ndcg['configs.itemknn'] > 1.5 * ndcg['configs.toppop']
+  assert ndcg['configs.ease'] > 1.5 * ndcg['configs.toppop']
+
+
+def test_grid_keys_must_be_model_fields():
+  config = ease.get_config('tiny')
+  with config.unlocked():
+    config.grid.lam = [1.0]
+  with pytest.raises(KeyError, match="grid key 'lam'"):
+    fit_linear.grid_points(config)
+
+
+def test_config_args_are_checked():
+  with pytest.raises(KeyError, match="unknown config arg 'datset'"):
+    ease.get_config('datset=beauty')
+  with pytest.raises(KeyError, match="unknown model 'foo'"):
+    baselines.get_config('models=ease+foo')
+
+
+def test_baselines_command_prints_table(tmp_path):
+  out = subprocess.run(
+    [
+      sys.executable,
+      '-m',
+      'experiments.baselines',
+      '--config=configs/baselines.py:dataset=synthetic,tiny',
+      f'--workdir={tmp_path}',
+    ],
+    capture_output=True,
+    text=True,
+    timeout=300,
+    check=True,
+  ).stdout
+  assert '| model | selected | HR@10 |' in out
+  for name in ('toppop', 'itemknn', 'ease'):
+    assert f'| {name} |' in out
+    assert (tmp_path / name / 'results.json').exists()
+  assert (tmp_path / 'results.md').exists()
+
+
+def test_override_typo_is_an_error(tmp_path):
+  proc = subprocess.run(
+    [
+      sys.executable,
+      '-m',
+      'experiments.fit_linear',
+      '--config=configs/ease.py:dataset=synthetic,tiny',
+      '--config.model.lamda=3',
+      f'--workdir={tmp_path}',
+    ],
+    capture_output=True,
+    text=True,
+    timeout=300,
+    check=False,
+  )
+  assert proc.returncode != 0
+  assert 'lamda' in proc.stderr

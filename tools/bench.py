@@ -1,0 +1,159 @@
+r"""Speed of jaxrec's hot paths against this machine's own matmul throughput.
+
+  python -m tools.bench [--only=rank,ease] [--users=22363 --items=12101]
+
+First measures dense float32 matmul throughput (JAX/XLA, which runs the
+scoring, and NumPy's BLAS, which runs the LAPACK fits), then times each task
+and prints it beside its floor: the time its unavoidable matmul work would
+take at that throughput. `floor/time` is the fraction of the floor reached
+(1.0 = as fast as a pure matmul; 0.5 = within 2x). Figures survive a noisy
+machine because the floor is measured in the same run.
+
+Rows:
+  rank    full ranking + top-20 over all items for every user with a
+          dot-product scorer (d=128): floor = 2 U I d flops at the XLA rate.
+  ease    EASE fit (Gram + Cholesky inverse) on `ml-1m-raw`'s train items:
+          floor = one n x n x n matmul (n^3 multiply-adds) at the BLAS rate.
+          The inverse itself is n^3 flops (n^3/2 multiply-adds), so its
+          flop-count efficiency is half the printed fraction.
+"""
+
+from __future__ import annotations
+
+import time
+
+import jax
+import jax.numpy as jnp
+import ml_collections as mlc
+import numpy as np
+from absl import app, flags, logging
+
+from jaxrec.data import registry, types
+from jaxrec.eval import ranking
+from jaxrec.models.linear import ease
+from jaxrec.study import report
+
+_ONLY = flags.DEFINE_list('only', ['rank', 'ease'], 'Rows to run.')
+_USERS = flags.DEFINE_integer('users', 22363, 'Users ranked (Beauty: 22,363).')
+_ITEMS = flags.DEFINE_integer('items', 12101, 'Items ranked (Beauty: 12,101).')
+_DIM = flags.DEFINE_integer('dim', 128, 'Embedding width of the scorer.')
+_CHUNK = flags.DEFINE_integer('chunk', 1024, 'Users per ranking step.')
+_REPEATS = flags.DEFINE_integer('repeats', 3, 'Timed repeats; best is kept.')
+
+
+def best_time(fn, repeats: int) -> float:
+  """Best wall time of `fn()` over `repeats` runs after one warm-up."""
+  fn()
+  times = []
+  for _ in range(repeats):
+    t0 = time.perf_counter()
+    fn()
+    times.append(time.perf_counter() - t0)
+  return min(times)
+
+
+def matmul_flops(repeats: int, n: int = 2048) -> dict:
+  """Dense f32 n x n matmul throughput, flop/s, for XLA and NumPy BLAS."""
+  a = np.random.default_rng(0).standard_normal((n, n), np.float32)
+  x = jnp.asarray(a)
+  mm = jax.jit(lambda x: x @ x)
+  t_xla = best_time(lambda: mm(x).block_until_ready(), repeats)
+  t_blas = best_time(lambda: a @ a, repeats)
+  return {'xla': 2 * n**3 / t_xla, 'blas': 2 * n**3 / t_blas}
+
+
+class _DotScorer:
+  """score(users) = U[users] @ V^T, the last layer of every embedding model."""
+
+  def __init__(self, users: np.ndarray, items: np.ndarray):
+    self.params = {'users': jnp.asarray(users), 'items': jnp.asarray(items)}
+
+  def make_batch(self, history, users):
+    del history
+    return {'users': np.asarray(users, np.int32)}
+
+  def score(self, params, batch):
+    return params['users'][batch['users']] @ params['items'].T
+
+
+def bench_rank(flops: dict, repeats: int) -> dict:
+  n_users, n_items, dim = _USERS.value, _ITEMS.value, _DIM.value
+  rng = np.random.default_rng(0)
+  scorer = _DotScorer(
+    rng.standard_normal((n_users, dim), np.float32),
+    rng.standard_normal((n_items, dim), np.float32),
+  )
+  truth = types.Part.from_events(
+    np.arange(n_users), rng.integers(0, n_items, n_users), n_users
+  )
+  run = lambda: ranking.rank(
+    scorer, truth, truth, None, n_items, k=20, chunk_size=_CHUNK.value
+  )
+  seconds = best_time(run, repeats)
+  floor = 2 * n_users * n_items * dim / flops['xla']
+  return {
+    'task': f'rank+top20 {n_users}x{n_items} d={dim}',
+    'seconds': seconds,
+    'floor_s': floor,
+    'floor/time': floor / seconds,
+    'note': f'chunk {_CHUNK.value}',
+  }
+
+
+def bench_ease(flops: dict, repeats: int) -> dict:
+  try:
+    split = registry.get_split('ml-1m-raw')
+    train = split.train.to_csr(split.n_items)
+    source = 'ml-1m-raw train'
+  except Exception as e:  # pylint: disable=broad-except
+    logging.warning('ml-1m-raw not available (%s); random data instead', e)
+    rng = np.random.default_rng(0)
+    dense = rng.random((6040, 3706)) < 0.03
+    train = types.Part.from_events(*np.nonzero(dense), 6040).to_csr(3706)
+    source = 'random 6040x3706 (ml-1m-raw absent)'
+  n = train.shape[1]
+  config = mlc.ConfigDict(
+    {'l2': 500.0, 'dtype': 'float32', 'max_dense_bytes': 8 * 2**30}
+  )
+  seconds = best_time(lambda: ease.fit(train, config), repeats)
+  floor = 2 * n**3 / flops['blas']
+  return {
+    'task': f'EASE fit, {n} items',
+    'seconds': seconds,
+    'floor_s': floor,
+    'floor/time': floor / seconds,
+    'note': source,
+  }
+
+
+def main(argv):
+  del argv
+  repeats = _REPEATS.value
+  flops = matmul_flops(repeats)
+  rows = [
+    {
+      'task': 'matmul f32 2048^3',
+      'seconds': 2 * 2048**3 / flops['xla'],
+      'floor_s': 2 * 2048**3 / flops['xla'],
+      'floor/time': 1.0,
+      'note': (
+        f'XLA {flops["xla"] / 1e9:.0f} GFLOP/s,'
+        f' BLAS {flops["blas"] / 1e9:.0f} GFLOP/s'
+      ),
+    }
+  ]
+  benches = {'rank': bench_rank, 'ease': bench_ease}
+  for name in _ONLY.value:
+    if name not in benches:
+      raise KeyError(f'unknown bench {name!r}; known: {sorted(benches)}')
+    rows.append(benches[name](flops, repeats))
+  print(f'\njax {jax.__version__} on {jax.devices()}\n')
+  print(
+    report.markdown_table(
+      rows, ('task', 'seconds', 'floor_s', 'floor/time', 'note')
+    )
+  )
+
+
+if __name__ == '__main__':
+  app.run(main)
