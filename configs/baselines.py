@@ -22,6 +22,8 @@ def get_config(arg: str | None = None) -> mlc.ConfigDict:
   )
   c = mlc.ConfigDict()
   c.dataset = a.dataset
+  # ConfigDict iterates its keys sorted; this keeps the table's row order.
+  c.order = tuple(a.models.split('+'))
   c.models = mlc.ConfigDict()
   sub = f'dataset={a.dataset}' + (',tiny' if a.tiny else '')
   for name in a.models.split('+'):

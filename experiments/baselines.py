@@ -37,8 +37,8 @@ def main(argv):
   config = _CONFIG.value
   root = pathlib.Path(_WORKDIR.value)
   split, rows = None, []
-  for name, model_config in config.models.items():
-    model_config = model_config.copy_and_resolve_references()
+  for name in config.order:
+    model_config = config.models[name].copy_and_resolve_references()
     with model_config.unlocked():
       model_config.dataset = config.dataset
     if split is None:

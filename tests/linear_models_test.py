@@ -102,3 +102,8 @@ def test_registry_rejects_unknown_and_duplicate():
     models.get_model('eaze')
   with pytest.raises(ValueError, match='twice'):
     models.register_linear(ease.MODEL)
+
+
+def test_subnormal_weights_are_flushed():
+  w = np.array([1e-39, -1e-40, 1e-30, 0.5], np.float32)
+  assert base.flush_denormals(w).tolist() == [0.0, 0.0, np.float32(1e-30), 0.5]

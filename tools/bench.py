@@ -39,6 +39,9 @@ _ITEMS = flags.DEFINE_integer('items', 12101, 'Items ranked (Beauty: 12,101).')
 _DIM = flags.DEFINE_integer('dim', 128, 'Embedding width of the scorer.')
 _CHUNK = flags.DEFINE_integer('chunk', 1024, 'Users per ranking step.')
 _REPEATS = flags.DEFINE_integer('repeats', 3, 'Timed repeats; best is kept.')
+_EASE_ITEMS = flags.DEFINE_integer(
+  'ease_items', 0, 'Fit EASE on this many random items instead of ml-1m-raw.'
+)
 
 
 def best_time(fn, repeats: int) -> float:
@@ -100,17 +103,24 @@ def bench_rank(flops: dict, repeats: int) -> dict:
   }
 
 
+def _random_train(n_users: int, n_items: int):
+  dense = np.random.default_rng(0).random((n_users, n_items)) < 0.03
+  return types.Part.from_events(*np.nonzero(dense), n_users).to_csr(n_items)
+
+
 def bench_ease(flops: dict, repeats: int) -> dict:
-  try:
-    split = registry.get_split('ml-1m-raw')
-    train = split.train.to_csr(split.n_items)
-    source = 'ml-1m-raw train'
-  except Exception as e:  # pylint: disable=broad-except
-    logging.warning('ml-1m-raw not available (%s); random data instead', e)
-    rng = np.random.default_rng(0)
-    dense = rng.random((6040, 3706)) < 0.03
-    train = types.Part.from_events(*np.nonzero(dense), 6040).to_csr(3706)
-    source = 'random 6040x3706 (ml-1m-raw absent)'
+  if _EASE_ITEMS.value:
+    train = _random_train(2 * _EASE_ITEMS.value, _EASE_ITEMS.value)
+    source = 'random items (--ease_items)'
+  else:
+    try:
+      split = registry.get_split('ml-1m-raw')
+      train = split.train.to_csr(split.n_items)
+      source = 'ml-1m-raw train'
+    except registry.DataError as e:
+      logging.warning('ml-1m-raw not available (%s); random data instead', e)
+      train = _random_train(6040, 3706)
+      source = 'random 6040x3706 (ml-1m-raw absent)'
   n = train.shape[1]
   config = mlc.ConfigDict(
     {'l2': 500.0, 'dtype': 'float32', 'max_dense_bytes': 8 * 2**30}

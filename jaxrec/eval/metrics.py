@@ -12,6 +12,14 @@ of both sum and count. Definitions (r = 0-based rank):
   ndcg           sum_{r<k, hit} 1/log2(r+2) / sum_{r<min(|GT|,k)} 1/log2(r+2)
   mrr            1/(r+1) of the first hit within k, else 0
   precision      hits@k / k
+(NDCG and MRR are those of binary relevance.) A ranked list never holds an
+item twice and the ground truth is a set, so hits@k <= min(|GT|, k).
+
+k is at most Kmax, the width of the hit matrix; the caller ranks
+Kmax <= n_items items (`ranking.rank` refuses more), so "K larger than the
+number of items" never reaches here. Where fewer than k candidates were
+left after exclusion, the empty slots are misses: precision still divides
+by k, and NDCG's ideal still assumes min(|GT|, k) hits.
 """
 
 from __future__ import annotations
@@ -25,6 +33,8 @@ METRICS: dict[str, MetricFn] = {}
 
 
 def register(name: str):
+  """Decorator adding a metric to `METRICS`; a duplicate name raises."""
+
   def wrap(fn: MetricFn) -> MetricFn:
     if name in METRICS:
       raise ValueError(f'metric {name!r} is registered twice')
@@ -32,6 +42,13 @@ def register(name: str):
     return fn
 
   return wrap
+
+
+def get(name: str) -> MetricFn:
+  """The registered metric `name`; an unknown name raises KeyError."""
+  if name not in METRICS:
+    raise KeyError(f'unknown metric {name!r}; known: {sorted(METRICS)}')
+  return METRICS[name]
 
 
 def _discounts(k: int) -> np.ndarray:
@@ -93,7 +110,7 @@ def per_user(
 
   Args:
     hits: bool[U, Kmax] hit matrix in rank order.
-    n_gt: int[U] ground-truth sizes.
+    n_gt: int[U] ground-truth sizes (distinct items).
     ks: cut-offs, each <= Kmax.
     names: registered metric names.
 
@@ -106,14 +123,13 @@ def per_user(
     raise ValueError(f'hits {hits.shape} and n_gt {n_gt.shape} do not match')
   out = {}
   for name in names:
-    if name not in METRICS:
-      raise KeyError(f'unknown metric {name!r}; known: {sorted(METRICS)}')
+    fn = get(name)
     for k in ks:
       if not 1 <= k <= hits.shape[1]:
         raise ValueError(
           f'k={k} needs a hit matrix with >= k columns, got {hits.shape[1]}'
         )
-      out[f'{name}@{k}'] = METRICS[name](hits, n_gt, k)
+      out[f'{name}@{k}'] = fn(hits, n_gt, k)
   return out
 
 
@@ -126,15 +142,40 @@ def aggregate(values: dict[str, np.ndarray]) -> dict[str, tuple[float, int]]:
   return out
 
 
-def means(values: dict[str, np.ndarray]) -> dict[str, float]:
-  """Mean over counted users; NaN if no user counts."""
+def merge(*aggregates: dict[str, tuple[float, int]]):
+  """Adds `aggregate` outputs of disjoint user sets, name by name."""
+  out = {}
+  for agg in aggregates:
+    for name, (s, c) in agg.items():
+      s0, c0 = out.get(name, (0.0, 0))
+      out[name] = (s0 + s, c0 + c)
+  return out
+
+
+def ratio(aggregated: dict[str, tuple[float, int]]) -> dict[str, float]:
+  """{name: sum / count}; NaN where nothing was counted."""
   return {
-    name: (s / c if c else float('nan'))
-    for name, (s, c) in aggregate(values).items()
+    name: (s / c if c else float('nan')) for name, (s, c) in aggregated.items()
   }
 
 
+def means(values: dict[str, np.ndarray]) -> dict[str, float]:
+  """Mean over counted users (via (sum, count)); NaN if no user counts."""
+  return ratio(aggregate(values))
+
+
 def coverage(topk: np.ndarray, n_items: int, k: int) -> float:
-  """Share of all items that appear in at least one user's top k."""
+  """Share of all items that appear in at least one user's top k.
+
+  Args:
+    topk: int[U, Kmax] ranked item ids; -1 (no candidate) is ignored.
+    n_items: I.
+    k: cut-off, <= Kmax.
+
+  Returns:
+    |distinct items in all users' top k| / I.
+  """
+  if k > np.shape(topk)[1]:
+    raise ValueError(f'k={k} > the {np.shape(topk)[1]} ranked columns')
   items = np.asarray(topk)[:, :k].ravel()
   return len(np.unique(items[items >= 0])) / n_items

@@ -17,6 +17,7 @@ nothing, the CF papers exclude train at valid and train + valid at test).
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, Literal
 
 import numpy as np
@@ -26,6 +27,11 @@ from jaxrec.eval import metrics as metrics_lib
 from jaxrec.eval import ranking
 
 TIE_RULE = 'equal scores rank the lower item id first'
+RECALL = {
+  'recall': 'hits@K / |GT| (DiffRec, DDRM)',
+  'recall_capped': 'hits@K / min(|GT|, K) (GiffCF)',
+}
+EXCLUDES = ('none', 'train', 'train+valid')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,7 +42,7 @@ class EvalResult:
     metrics: {'ndcg@20': mean over users with a non-empty ground truth}.
     per_user: {'ndcg@20': float64[U']} in the order of `users`.
     users: int64[U'] evaluated users.
-    coverage: {'coverage@20': share of items in any user's top 20}.
+    coverage: {'coverage@20': share of all items in any user's top 20}.
   """
 
   metrics: dict[str, float]
@@ -58,8 +64,34 @@ def exclusion(split: types.Split, which: types.Exclude) -> types.Part | None:
   )
 
 
+def _plain(x: Any) -> Any:
+  """JSON-ready: numpy scalars to Python, non-finite floats to None."""
+  if isinstance(x, dict):
+    return {str(k): _plain(v) for k, v in x.items()}
+  if isinstance(x, (list, tuple)):
+    return [_plain(v) for v in x]
+  if isinstance(x, np.ndarray):
+    return _plain(x.tolist())
+  if isinstance(x, np.generic):
+    x = x.item()
+  if isinstance(x, float) and not math.isfinite(x):
+    return None
+  return x
+
+
 class Protocol:
-  """Validation any number of times; test once, on the selected tag."""
+  """Validation any number of times; test once, on the selected tag.
+
+  Args:
+    split: the data.
+    ks: cut-offs; the ranking is max(ks) long.
+    metrics: registered metric names (`metrics.METRICS`).
+    select: '<metric>@<k>' that picks the tag to test (higher is better).
+    exclude_valid: 'none' | 'train' | 'train+valid', or None (or '') for
+      the split's default.
+    exclude_test: same, at test.
+    chunk_size: users per jitted ranking step.
+  """
 
   def __init__(
     self,
@@ -69,16 +101,13 @@ class Protocol:
     select: str = 'ndcg@20',
     exclude_valid: types.Exclude | None = None,
     exclude_test: types.Exclude | None = None,
-    chunk_size: int = 512,
+    chunk_size: int = 1024,
   ):
     self.split = split
     self.ks = tuple(int(k) for k in ks)
     self.metrics = tuple(metrics)
     for name in self.metrics:
-      if name not in metrics_lib.METRICS:
-        raise KeyError(
-          f'unknown metric {name!r}; known: {sorted(metrics_lib.METRICS)}'
-        )
+      metrics_lib.get(name)  # raises on an unknown name
     names = [f'{m}@{k}' for m in self.metrics for k in self.ks]
     if select not in names:
       raise KeyError(f'select={select!r} is not one of the metrics {names}')
@@ -115,16 +144,21 @@ class Protocol:
     if self._test is not None:
       raise RuntimeError('validation after the final test: the run is over')
     result = self._evaluate(scorer, 'valid')
-    self.history.append((tag, result.metrics))
+    self.history.append((tag, dict(result.metrics)))
     return result
 
   def best(self) -> tuple[Any, float]:
     """(tag, value) best on `select`; the earliest tag wins a tie."""
     if not self.history:
       raise RuntimeError('no validation has run yet')
-    values = [m[self.select] for _, m in self.history]
-    i = int(np.nanargmax(values))
-    return self.history[i][0], values[i]
+    values = np.array([m[self.select] for _, m in self.history], np.float64)
+    if np.isnan(values).all():
+      raise RuntimeError(
+        f'{self.select} is NaN at every validation (no user with a valid'
+        ' item?); nothing to select'
+      )
+    i = int(np.nanargmax(values))  # the first of equal maxima
+    return self.history[i][0], float(values[i])
 
   def final_test(self, scorer, tag) -> EvalResult:
     """Ranks test once, for the validation-selected `tag` only."""
@@ -154,13 +188,18 @@ class Protocol:
         'exclude_valid': self.exclude['valid'],
         'exclude_test': self.exclude['test'],
         'test_history': self.split.test_history,
-        'recall': 'hits/|GT|; recall_capped: hits/min(|GT|, K)',
+        'recall': RECALL,
+        'ndcg': 'binary gain 1/log2(rank + 2); ideal over min(|GT|, K)',
         'users': 'users with a non-empty ground truth; others not counted',
         'ties': TIE_RULE,
+        'select_rule': f'max {self.select} on valid; earliest tag on a tie',
+        'chunk_size': self.chunk_size,
       },
-      'valid_curve': [{'tag': t, **m} for t, m in self.history],
+      'valid_curve': [{'tag': t, 'metrics': m} for t, m in self.history],
     }
-    if self.history:
+    if self.history and not all(
+      math.isnan(m[self.select]) for _, m in self.history
+    ):
       tag, value = self.best()
       out['selected'] = {'tag': tag, 'metric': self.select, 'value': value}
     if self._test is not None:
@@ -169,9 +208,10 @@ class Protocol:
         'tag': tag,
         'metrics': res.metrics,
         'coverage': res.coverage,
+        'users_counted': len(res.users),
         'per_user': {
           'users': res.users.tolist(),
           **{k: v.tolist() for k, v in res.per_user.items()},
         },
       }
-    return out
+    return _plain(out)

@@ -4,12 +4,12 @@
       = I - P diag(1 / diag(P)),  P = (X^T X + lam I)^-1.
 
 The fit is one dense SPD inverse over items: Cholesky (LAPACK potrf) then the
-inverse from the factor (potri), about n^3 flops. The Gram matrix, its factor
-and inverse share one buffer; with the mirrored inverse and the weights the
-peak is about 4 x items^2 x 4 bytes (float32; x 8 for float64), e.g. 0.2 GiB
-for ML-1M's 3.7k items and 2.2 GiB for Beauty's 12k. `max_dense_bytes`
-refuses a larger fit with a clear error rather than swapping the machine to
-death.
+inverse from the factor (potri), about n^3 flops. The Gram matrix, its
+factor, the inverse and the weights share one items x items buffer, so the
+peak is about 2 x items^2 x 4 bytes with headroom (float32; x 8 for float64),
+e.g. 0.1 GiB for ML-1M's 3.7k items and 1.1 GiB for Beauty's 12k.
+`max_dense_bytes` refuses a larger fit with a clear error rather than
+swapping the machine to death.
 """
 
 import ml_collections as mlc
@@ -21,8 +21,13 @@ from jaxrec.models.linear import base
 
 
 def dense_bytes(n_items: int, dtype: str) -> int:
-  """Peak dense memory of a fit: Gram/factor, its mirror and the weights."""
-  return 4 * n_items * n_items * np.dtype(dtype).itemsize
+  """Peak dense memory of a fit: one items x items buffer, plus headroom.
+
+  The Gram matrix, its Cholesky factor, the inverse and the weights all live
+  in one buffer; the Gram product's sparse intermediate and the float32 copy
+  of a float64 fit add up to about as much again.
+  """
+  return 2 * n_items * n_items * np.dtype(dtype).itemsize
 
 
 def fit(train: sp.csr_matrix, config: mlc.ConfigDict) -> dict:
@@ -41,27 +46,40 @@ def fit(train: sp.csr_matrix, config: mlc.ConfigDict) -> dict:
   if need > config.max_dense_bytes:
     raise MemoryError(
       f'EASE on {n} items needs {need / 2**30:.1f} GiB of dense memory'
-      f' (items^2 x {np.dtype(config.dtype).itemsize} bytes x 4), above'
+      f' (items^2 x {np.dtype(config.dtype).itemsize} bytes x 2), above'
       f' max_dense_bytes={config.max_dense_bytes / 2**30:.1f} GiB; raise'
       ' config.model.max_dense_bytes or use a sparse model (ItemKNN)'
     )
   if config.l2 <= 0:
     raise ValueError(f'EASE l2 must be > 0, got {config.l2}')
   x = train.astype(config.dtype)
-  gram = np.asarray((x.T @ x).todense(), dtype=config.dtype, order='F')
+  gram = (x.T @ x).toarray(order='F')
   gram[np.diag_indices(n)] += config.l2
   potrf, potri = scipy.linalg.get_lapack_funcs(('potrf', 'potri'), (gram,))
   factor, info = potrf(gram, lower=True, overwrite_a=True, clean=False)
   if info != 0:
     raise np.linalg.LinAlgError(f'EASE: Cholesky failed (info={info})')
-  inv, info = potri(factor, lower=True, overwrite_c=True)
+  p, info = potri(factor, lower=True, overwrite_c=True)
   if info != 0:
     raise np.linalg.LinAlgError(f'EASE: inverse failed (info={info})')
-  # potri fills the lower triangle; mirror it.
-  p = np.tril(inv) + np.tril(inv, -1).T
-  weights = p / (-np.diag(p))[None, :]
-  weights[np.diag_indices(n)] = 0.0
-  return {'weights': weights.astype(np.float32)}
+  _mirror_lower(p)
+  p /= -np.diag(p)[None, :]
+  p[np.diag_indices(n)] = 0.0
+  return {'weights': base.flush_denormals(p.astype(np.float32, copy=False))}
+
+
+def _mirror_lower(a: np.ndarray, block: int = 512) -> None:
+  """Copies the lower triangle onto the upper one, in place, by blocks.
+
+  potri fills only the lower triangle; block copies keep the transposed
+  reads cache-friendly and avoid full-size temporaries.
+  """
+  n = a.shape[0]
+  for i in range(0, n, block):
+    j = min(i + block, n)
+    a[i:j, j:] = a[j:, i:j].T
+    tile = a[i:j, i:j]
+    tile[np.triu_indices(j - i, 1)] = tile.T[np.triu_indices(j - i, 1)]
 
 
 MODEL = base.LinearModel('ease', fit, weights='weights')

@@ -1,0 +1,29 @@
+"""tools/bench.py runs end to end at toy sizes and prints its table."""
+
+import subprocess
+import sys
+
+
+def test_bench_prints_a_table(tmp_path):
+  out = subprocess.run(
+    [
+      sys.executable,
+      '-m',
+      'tools.bench',
+      '--only=rank,ease',
+      '--users=300',
+      '--items=200',
+      '--dim=16',
+      '--chunk=64',
+      '--repeats=1',
+      '--ease_items=300',
+    ],
+    capture_output=True,
+    text=True,
+    timeout=300,
+    check=True,
+    env={'PATH': '', 'JAXREC_DATA': str(tmp_path), 'HOME': str(tmp_path)},
+  ).stdout
+  assert '| task | seconds | floor_s | floor/time | note |' in out
+  assert 'rank+top20 300x200 d=16' in out
+  assert 'EASE fit, 300 items' in out

@@ -1,0 +1,284 @@
+"""Chunked jitted ranking against a plain NumPy full sort."""
+
+import gc
+import weakref
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxrec.data import types
+from jaxrec.eval import ranking
+
+
+class DotScorer:
+  """score = user_emb[users] @ item_emb.T, optionally rounded to tie."""
+
+  def __init__(self, user_emb, item_emb, decimals=None):
+    self.params = {'user': jnp.asarray(user_emb), 'item': jnp.asarray(item_emb)}
+    self.decimals = decimals
+
+  def make_batch(self, history, users):
+    del history
+    return {'users': np.asarray(users, np.int32)}
+
+  def score(self, params, batch):
+    s = params['user'][batch['users']] @ params['item'].T
+    return s if self.decimals is None else jnp.round(s, self.decimals)
+
+
+def _dot_scorer(rng, n_users, n_items, decimals=None, dim=4):
+  return DotScorer(
+    rng.standard_normal((n_users, dim)).astype(np.float32),
+    rng.standard_normal((n_items, dim)).astype(np.float32),
+    decimals,
+  )
+
+
+def _random_part(rng, n_users, n_items, max_len):
+  lengths = rng.integers(0, max_len + 1, n_users)
+  users = np.repeat(np.arange(n_users), lengths)
+  items = np.concatenate(
+    [rng.choice(n_items, n, replace=False) for n in lengths]
+  )
+  return types.Part.from_events(users, items, n_users)
+
+
+def _all_scores(scorer, n_users):
+  batch = {'users': np.arange(n_users, dtype=np.int32)}
+  return np.asarray(scorer.score(scorer.params, batch), np.float32)
+
+
+def _numpy_rank(scores, truth, exclude, k):
+  """Full stable sort by (-score, id) of each user's non-excluded items."""
+  users, topk, hits = [], [], []
+  for u in range(scores.shape[0]):
+    gt = truth.user_items(u)
+    if not len(gt):
+      continue
+    keep = np.ones(scores.shape[1], bool)
+    if exclude is not None:
+      keep[exclude.user_items(u)] = False
+    cand = np.flatnonzero(keep)
+    order = cand[np.argsort(-scores[u, cand], kind='stable')][:k]
+    order = np.concatenate([order, np.full(k - len(order), -1)])
+    users.append(u)
+    topk.append(order)
+    hits.append(np.isin(order, gt) & (order >= 0))
+  return np.array(users), np.array(topk), np.array(hits)
+
+
+@pytest.mark.parametrize('decimals', [None, 0])
+@pytest.mark.parametrize('chunk', [7, 64, 1000])
+def test_matches_numpy_full_sort(decimals, chunk):
+  rng = np.random.default_rng(0)
+  n_users, n_items, k = 150, 40, 10
+  scorer = _dot_scorer(rng, n_users, n_items, decimals)
+  truth = _random_part(rng, n_users, n_items, 5)
+  # Up to 38 of 40 excluded: some users have fewer than k candidates.
+  exclude = _random_part(rng, n_users, n_items, 38)
+  want = _numpy_rank(_all_scores(scorer, n_users), truth, exclude, k)
+  got = ranking.rank(scorer, truth, truth, exclude, n_items, k, chunk)
+  np.testing.assert_array_equal(got.users, want[0])
+  np.testing.assert_array_equal(got.topk, want[1])
+  np.testing.assert_array_equal(got.hits, want[2])
+  np.testing.assert_array_equal(got.n_gt, truth.lengths[want[0]])
+  assert (got.topk == -1).any()  # the short-list case was exercised
+  for row, u in zip(got.topk, got.users, strict=True):
+    assert not np.isin(row, exclude.user_items(u)).any()
+
+
+def test_independent_of_chunk_size_and_workers():
+  rng = np.random.default_rng(1)
+  n_users, n_items = 300, 50
+  scorer = _dot_scorer(rng, n_users, n_items, decimals=1)
+  truth = _random_part(rng, n_users, n_items, 3)
+  exclude = _random_part(rng, n_users, n_items, 10)
+  runs = [
+    ranking.rank(scorer, truth, truth, exclude, n_items, 7, c, workers=w)
+    for c, w in ((1024, 1), (64, 1), (33, 3), (5, 2))
+  ]
+  for r in runs[1:]:
+    chex.assert_trees_all_equal(
+      (r.users, r.topk, r.hits, r.n_gt),
+      (runs[0].users, runs[0].topk, runs[0].hits, runs[0].n_gt),
+    )
+
+
+def test_many_ground_truth_items_use_the_mask_path():
+  # k * G > n_items: hits come from a [B, I] mask, not a [B, k, G] compare.
+  rng = np.random.default_rng(2)
+  n_users, n_items, k = 40, 30, 10
+  scorer = _dot_scorer(rng, n_users, n_items)
+  truth = _random_part(rng, n_users, n_items, 25)
+  want = _numpy_rank(_all_scores(scorer, n_users), truth, None, k)
+  got = ranking.rank(scorer, truth, truth, None, n_items, k, chunk_size=16)
+  np.testing.assert_array_equal(got.topk, want[1])
+  np.testing.assert_array_equal(got.hits, want[2])
+
+
+def test_step_traces_once_with_a_padded_last_chunk():
+  rng = np.random.default_rng(3)
+  n_users, n_items = 1000, 30
+  scorer = _dot_scorer(rng, n_users, n_items)
+  truth = types.Part.from_events(
+    np.arange(n_users), rng.integers(0, n_items, n_users), n_users
+  )
+  exclude = _random_part(rng, n_users, n_items, 5)
+  # score is traced once per trace of the jitted step.
+  scorer.score = chex.assert_max_traces(scorer.score, n=1)
+  res = ranking.rank(scorer, truth, truth, exclude, n_items, 5, chunk_size=64)
+  assert len(res.users) == n_users  # 16 chunks, the last one padded
+  # The compiled step is kept for this scorer: a second call, even with
+  # another chunk size's last chunk, does not trace again.
+  ranking.rank(scorer, truth, truth, exclude, n_items, 5, chunk_size=64)
+
+
+def test_scorer_is_not_kept_alive_by_the_step_cache():
+  rng = np.random.default_rng(4)
+  scorer = _dot_scorer(rng, 20, 10)
+  truth = _random_part(rng, 20, 10, 2)
+  ranking.rank(scorer, truth, truth, None, 10, 3)
+  ref = weakref.ref(scorer)
+  del scorer
+  gc.collect()
+  assert ref() is None
+
+
+def test_lax_top_k_order_and_enforced_tie_rule():
+  # What lax.top_k does with ties on CPU in this JAX: lower index first
+  # (XLA's CPU TopK kernel compares (value, index)). GPU/TPU top-k promises
+  # nothing, so the rule is enforced; both paths must give the same answer.
+  rng = np.random.default_rng(5)
+  scores = rng.integers(0, 3, (64, 500)).astype(np.float32)
+  want = np.argsort(-scores, axis=1, kind='stable')[:, :20]
+  if jax.default_backend() == 'cpu':
+    np.testing.assert_array_equal(jax.lax.top_k(scores, 20)[1], want)
+  for repick in (False, True):
+    _, items, tie = jax.jit(ranking.top_k_lowest_id, static_argnums=(1, 2))(
+      scores, 20, repick
+    )
+    np.testing.assert_array_equal(items, want)
+    assert bool(tie)  # a tie across the k-th place is detected
+
+
+def test_repick_fixes_a_tie_order_that_top_k_does_not_promise():
+  # A shuffled top_k (as an unordered backend may return) is corrected.
+  scores = jnp.zeros((2, 12), jnp.float32).at[:, 7].set(1.0)
+
+  original = jax.lax.top_k
+
+  def reversed_top_k(x, k):
+    v, i = original(x[:, ::-1], k)
+    return v, x.shape[1] - 1 - i
+
+  jax.lax.top_k = reversed_top_k
+  try:
+    v, items, tie = ranking.top_k_lowest_id(scores, 3, repick=False)
+    assert bool(tie)  # so rank() recomputes with repick=True
+    v, items, _ = ranking.top_k_lowest_id(scores, 3, repick=True)
+  finally:
+    jax.lax.top_k = original
+  np.testing.assert_array_equal(items, [[7, 0, 1], [7, 0, 1]])
+
+
+@pytest.mark.parametrize('value', [0.0, -np.inf])
+def test_all_equal_scores_and_excluded_items(value):
+  # Every score equal (or -inf): lowest ids first, excluded items never
+  # ranked, and slots past the candidates left are -1 and not hits.
+  n_users, n_items, k = 3, 6, 4
+  scorer = DotScorer(np.zeros((n_users, 1)), np.zeros((n_items, 1)))
+  scorer.score = lambda params, batch: jnp.full(
+    (len(batch['users']), n_items), value, jnp.float32
+  )
+  truth = types.Part.from_events([0, 1, 2, 2], [0, 5, 1, 4], n_users)
+  exclude = types.Part.from_events(
+    [0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 2], [1, 2, 0, 1, 2, 3, 0, 1, 2, 3, 5], 3
+  )
+  res = ranking.rank(scorer, truth, truth, exclude, n_items, k)
+  if value == 0.0:
+    assert res.topk.tolist() == [[0, 3, 4, 5], [4, 5, -1, -1], [4, -1, -1, -1]]
+    assert res.hits.tolist() == [
+      [True, False, False, False],
+      [False, True, False, False],
+      [True, False, False, False],
+    ]
+  else:  # a model's -inf is "not a candidate", like an excluded item
+    assert (res.topk == -1).all() and not res.hits.any()
+  np.testing.assert_array_equal(res.n_gt, [1, 1, 2])
+
+
+def test_negative_zero_ties_with_zero():
+  scores = jnp.array([[0.0, -0.0, 0.0, -0.0, 1.0]], jnp.float32)
+  scores = jnp.concatenate([scores, -scores])
+  _, items, tie = ranking.top_k_lowest_id(scores, 3, repick=True)
+  assert items.tolist() == [[4, 0, 1], [0, 1, 2]]
+
+
+def test_duplicate_truth_events_count_once_and_users_filter():
+  truth = types.Part.from_events([0, 0, 0, 2], [3, 3, 1, 0], 3)
+  rng = np.random.default_rng(6)
+  scorer = _dot_scorer(rng, 3, 5)
+  res = ranking.rank(scorer, truth, truth, None, 5, 2)
+  assert res.users.tolist() == [0, 2]
+  assert res.n_gt.tolist() == [2, 1]
+  res = ranking.rank(scorer, truth, truth, None, 5, 2, users=np.array([1, 2]))
+  assert res.users.tolist() == [2]  # user 1 has no ground truth
+  empty = ranking.rank(scorer, truth, truth, None, 5, 2, users=np.array([1]))
+  assert empty.topk.shape == (0, 2)
+
+
+def test_errors_are_named():
+  rng = np.random.default_rng(7)
+  truth = types.Part.from_events(np.arange(10), rng.integers(0, 5, 10), 10)
+
+  class NanScorer(DotScorer):
+    def score(self, params, batch):
+      s = super().score(params, batch)
+      return s.at[:, 3].set(jnp.where(batch['users'] == 7, jnp.nan, 0.0))
+
+  scorer = NanScorer(np.ones((10, 2), np.float32), np.ones((5, 2), np.float32))
+  with pytest.raises(FloatingPointError, match='user 7'):
+    ranking.rank(scorer, truth, truth, None, 5, 2)
+  with pytest.raises(ValueError, match='k=6'):
+    ranking.rank(scorer, truth, truth, None, 5, 6)
+  with pytest.raises(ValueError, match=r'expected \[B, 4\]'):
+    ranking.rank(_dot_scorer(rng, 10, 5), truth, truth, None, 4, 2)
+
+
+class StepTest(chex.TestCase):
+  @chex.variants(with_jit=True, without_jit=True)
+  def test_step_jitted_equals_plain(self):
+    rng = np.random.default_rng(8)
+    scorer = _dot_scorer(rng, 16, 20)
+    batch = {'users': np.arange(16, dtype=np.int32)}
+    excl = rng.integers(0, 21, (16, 8)).astype(np.int32)
+    gt = rng.integers(0, 21, (16, 8)).astype(np.int32)
+    gt[:, 0] = rng.integers(0, 20, 16)  # every user has a ground truth
+
+    @self.variant
+    def step(params, batch, excl, gt):
+      return ranking._rank_step(
+        params,
+        batch,
+        excl,
+        gt,
+        score_fn=scorer.score,
+        k=6,
+        n_items=20,
+        repick=True,
+      )
+
+    topk, hits, nan, _ = step(scorer.params, batch, excl, gt)
+    truth, exclude = _rows_part(gt, 20), _rows_part(excl, 20)
+    want = _numpy_rank(_all_scores(scorer, 16), truth, exclude, 6)
+    np.testing.assert_array_equal(topk, want[1])
+    np.testing.assert_array_equal(hits, want[2])
+    assert not np.asarray(nan).any()
+
+
+def _rows_part(rows, pad):
+  users, items = np.nonzero(rows < pad)
+  return types.Part.from_events(users, rows[users, items], len(rows))
