@@ -1,16 +1,19 @@
 """Named datasets: their files, checksums, readers and protocols.
 
 `get_split(name)` is how every experiment obtains data. Files are looked up
-under the data directory (`$JAXREC_DATA`, else the user cache
+under the data directory (`data_dir()`: `$JAXREC_DATA`, else the user cache
 `$XDG_CACHE_HOME/jaxrec` or `~/.cache/jaxrec`), laid out as in the shared
-data README (e.g. `diffurec_amazon_beauty/dataset.pkl.gz`). Every file's
-sha256 is checked before it is read. A missing file is an error that names
-the file, its sha256, the folders searched and its official source.
+data README (e.g. `diffurec_amazon_beauty/dataset.pkl.gz`); the user cache
+is searched after `$JAXREC_DATA`. Every file's sha256 (of the stored bytes)
+is checked before it is read, once per process and file version. A missing
+file is an error that names the file, its sha256, the folders searched,
+where to put it and its official source.
 
-The quick-start `ml-100k` also works with neither: `fetch_ml100k` puts the
-official `u.data` into the user cache, from GroupLens when reachable, else
-out of the `recbole==1.2.1` wheel on PyPI (`pip download --no-deps`; only the
-data file is read, recbole is never imported), checking its sha256.
+The quick-start `ml-100k` also works on a fresh machine with neither:
+`fetch_ml100k` puts the official `u.data` into the user cache, from
+GroupLens when reachable, else out of the `recbole==1.2.1` wheel on PyPI
+(`pip download --no-deps`; only the data file is read, recbole is never
+imported), checking its sha256 either way.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+import http.client
 import io
 import os
 import pathlib
@@ -49,16 +53,20 @@ class DatasetSpec:
 
   Attributes:
     name: registry name.
-    files: candidate files; `build` receives the resolved paths in order.
-    build: (name, paths) -> Split.
-    description: source, preprocessing and protocol in one paragraph.
-    source: where the files officially come from.
+    files: the files `build` reads, resolved and verified in this order.
+    build: (name, paths) -> Split: reader + preprocessing + split.
+    description: one line: what the data are and how they are prepared.
+    protocol: the split and ranking protocol.
+    paper: the paper whose numbers this dataset reproduces.
+    source: where the files officially come from (for error messages).
   """
 
   name: str
   files: tuple[FileSpec, ...]
   build: Callable[[str, list[pathlib.Path]], types.Split]
   description: str
+  protocol: str
+  paper: str
   source: str
 
 
@@ -66,24 +74,29 @@ DATASETS: dict[str, DatasetSpec] = {}
 
 
 def register(spec: DatasetSpec) -> DatasetSpec:
+  """Adds `spec` to DATASETS; a name may be registered once."""
   if spec.name in DATASETS:
     raise ValueError(f'dataset {spec.name!r} is registered twice')
   DATASETS[spec.name] = spec
   return spec
 
 
-def data_dirs() -> list[pathlib.Path]:
-  """Where files are looked for, in order: $JAXREC_DATA, the user cache."""
-  dirs = []
-  if os.environ.get('JAXREC_DATA'):
-    dirs.append(pathlib.Path(os.environ['JAXREC_DATA']).expanduser())
-  dirs.append(cache_dir())
-  return dirs
-
-
 def cache_dir() -> pathlib.Path:
+  """The user cache: $XDG_CACHE_HOME/jaxrec, else ~/.cache/jaxrec."""
   base = os.environ.get('XDG_CACHE_HOME') or pathlib.Path.home() / '.cache'
-  return pathlib.Path(base) / 'jaxrec'
+  return pathlib.Path(base).expanduser() / 'jaxrec'
+
+
+def data_dir() -> pathlib.Path:
+  """$JAXREC_DATA if set, else the user cache."""
+  env = os.environ.get('JAXREC_DATA')
+  return pathlib.Path(env).expanduser() if env else cache_dir()
+
+
+def search_dirs(root: os.PathLike | None = None) -> list[pathlib.Path]:
+  """Where files are looked for, in order: `root` or data_dir(), the cache."""
+  first = pathlib.Path(root).expanduser() if root else data_dir()
+  return list(dict.fromkeys([first, cache_dir()]))
 
 
 def sha256_of(path: os.PathLike) -> str:
@@ -114,30 +127,44 @@ def verify(path: pathlib.Path, sha256: str) -> pathlib.Path:
   return path
 
 
-def resolve(spec: DatasetSpec, f: FileSpec) -> pathlib.Path:
+def resolve(
+  spec: DatasetSpec, f: FileSpec, root: os.PathLike | None = None
+) -> pathlib.Path:
   """The verified path of `f`, or a DataError saying where to put it."""
-  searched = []
-  for d in data_dirs():
+  dirs = search_dirs(root)
+  for d in dirs:
     path = d / f.path
-    searched.append(str(path))
     if path.exists():
       return verify(path, f.sha256)
   raise DataError(
     f'dataset {spec.name!r}: file {f.path} (sha256 {f.sha256}) not found;'
-    f' searched {searched}. Put the official file there (set JAXREC_DATA to'
-    f' your data folder). Source: {spec.source}'
+    f' searched {[str(d) for d in dirs]}. Put the official file at'
+    f' {dirs[0] / f.path} (or set JAXREC_DATA to the folder that holds'
+    f' {f.path}). Official source: {spec.source}'
   )
 
 
-def get_split(name: str) -> types.Split:
-  """The Split of dataset `name`."""
+def get_split(name: str, data_dir: os.PathLike | None = None) -> types.Split:
+  """The Split of dataset `name`.
+
+  Args:
+    name: a key of DATASETS.
+    data_dir: the folder to look in first; default `data_dir()`.
+
+  Returns:
+    The checked Split.
+
+  Raises:
+    KeyError: unknown name (the message lists the known ones).
+    DataError: a file is missing, has the wrong sha256 or is malformed.
+  """
   if name not in DATASETS:
     raise KeyError(f'unknown dataset {name!r}; known: {sorted(DATASETS)}')
   spec = DATASETS[name]
   if name == 'ml-100k':
-    paths = [_ml100k_path(spec)]
+    paths = [_ml100k_path(data_dir)]
   else:
-    paths = [resolve(spec, f) for f in spec.files]
+    paths = [resolve(spec, f, data_dir) for f in spec.files]
   split = spec.build(name, paths)
   logging.info('dataset %s: %s', name, split.summary())
   return split
@@ -146,7 +173,8 @@ def get_split(name: str) -> types.Split:
 def describe() -> str:
   """One paragraph per dataset: files, preprocessing, protocol."""
   return '\n\n'.join(
-    f'{s.name}: {s.description}\n  files: {[f.path for f in s.files]}'
+    f'{s.name}: {s.description}\n  protocol: {s.protocol}'
+    f'\n  paper: {s.paper}\n  files: {[f.path for f in s.files]}'
     f'\n  source: {s.source}'
     for s in DATASETS.values()
   )
@@ -167,11 +195,12 @@ RECBOLE_WHEEL = 'recbole==1.2.1'
 RECBOLE_MEMBER = 'recbole/dataset_example/ml-100k/ml-100k.inter'
 
 
-def _ml100k_path(spec: DatasetSpec) -> pathlib.Path:
-  """ml-100k from the data dirs, else fetched into the cache."""
-  for d in data_dirs():
+def _ml100k_path(root: os.PathLike | None = None) -> pathlib.Path:
+  """ml-100k: the .inter.gz or u.data in the search dirs, else fetched."""
+  for d in search_dirs(root):
     for f in (ML100K_INTER, ML100K_UDATA):
       if (d / f.path).exists():
+        logging.info('ml-100k: using %s', d / f.path)
         return verify(d / f.path, f.sha256)
   return fetch_ml100k(cache_dir())
 
@@ -183,20 +212,22 @@ def _write_checked(data: bytes, dest: pathlib.Path, sha256: str, origin: str):
       f'{origin}: u.data has sha256 {actual}, expected {sha256}; refusing it'
     )
   dest.parent.mkdir(parents=True, exist_ok=True)
-  tmp = dest.with_suffix('.tmp')
+  tmp = dest.with_name(f'{dest.name}.{os.getpid()}.tmp')
   tmp.write_bytes(data)
-  os.replace(tmp, dest)
+  os.replace(tmp, dest)  # atomic: a concurrent reader sees all or nothing
+  logging.info('ml-100k: wrote %s (sha256 verified)', dest)
   return dest
 
 
 def _from_grouplens(timeout: float) -> bytes:
+  """u.data out of the official zip (raises OSError when offline)."""
   with urllib.request.urlopen(GROUPLENS_ML100K, timeout=timeout) as r:
     raw = r.read()
   with zipfile.ZipFile(io.BytesIO(raw)) as z:
     return z.read('ml-100k/u.data')
 
 
-def _pip_download(dest: str) -> pathlib.Path:
+def _pip_download(dest: str, timeout: float = 300.0) -> pathlib.Path:
   """Downloads the recbole wheel (no dependencies) into `dest`."""
   cmd = [
     sys.executable,
@@ -211,8 +242,12 @@ def _pip_download(dest: str) -> pathlib.Path:
     dest,
     RECBOLE_WHEEL,
   ]
-  proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-  wheels = list(pathlib.Path(dest).glob('recbole-*.whl'))
+  logging.info('ml-100k: running %s', ' '.join(cmd))
+  try:
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+  except (OSError, subprocess.TimeoutExpired) as e:
+    raise DataError(f'pip download {RECBOLE_WHEEL} failed: {e}') from e
+  wheels = sorted(pathlib.Path(dest).glob('recbole-*.whl'))
   if proc.returncode != 0 or not wheels:
     raise DataError(
       f'pip download {RECBOLE_WHEEL} failed ({proc.returncode}):'
@@ -226,33 +261,63 @@ def _from_wheel(wheel: pathlib.Path) -> bytes:
   try:
     with zipfile.ZipFile(wheel) as z:
       inter = z.read(RECBOLE_MEMBER)
-  except (KeyError, zipfile.BadZipFile) as e:
+  except (OSError, KeyError, zipfile.BadZipFile) as e:
     raise DataError(f'{wheel}: no {RECBOLE_MEMBER}: {e}') from e
-  return inter.split(b'\n', 1)[1]
+  header, sep, body = inter.partition(b'\n')
+  if not sep or not header.startswith(b'user_id'):
+    raise DataError(f'{wheel}[{RECBOLE_MEMBER}]: no RecBole header line')
+  return body
 
 
 def fetch_ml100k(cache: pathlib.Path, timeout: float = 10.0) -> pathlib.Path:
-  """Puts MovieLens-100K's u.data into `cache`, checked, and returns it."""
+  """Puts MovieLens-100K's u.data into `cache`, checked, and returns it.
+
+  Tries GroupLens (urllib, `timeout` seconds), then the recbole wheel from
+  PyPI; both must give the official u.data (sha256 ML100K_UDATA.sha256).
+
+  Args:
+    cache: the user cache folder (u.data goes to cache/ml-100k/u.data).
+    timeout: seconds for the GroupLens request.
+
+  Returns:
+    The path of the verified u.data.
+  """
   dest = cache / ML100K_UDATA.path
   try:
     logging.info('ml-100k: downloading %s', GROUPLENS_ML100K)
     data = _from_grouplens(timeout)
     return _write_checked(data, dest, ML100K_UDATA.sha256, GROUPLENS_ML100K)
-  except (OSError, zipfile.BadZipFile, KeyError) as e:
-    logging.info(
-      'ml-100k: GroupLens unreachable (%s); using the %s wheel',
+  except (
+    OSError,
+    http.client.HTTPException,
+    zipfile.BadZipFile,
+    KeyError,
+    DataError,
+  ) as e:
+    logging.warning(
+      'ml-100k: GroupLens failed (%s); trying the %s wheel from PyPI',
       e,
       RECBOLE_WHEEL,
     )
   with tempfile.TemporaryDirectory() as tmp:
     wheel = _pip_download(tmp)
+    logging.info('ml-100k: extracting %s from %s', RECBOLE_MEMBER, wheel)
     data = _from_wheel(wheel)
     return _write_checked(data, dest, ML100K_UDATA.sha256, str(wheel))
 
 
 # ----------------------------------------------------------------- builds --
 def _build_seq_pickle(name, paths):
-  return splits.from_presplit_sequences(readers.read_seq_pickle(paths[0]), name)
+  d = readers.read_seq_pickle(paths[0])
+  return splits.from_presplit_sequences(
+    d['train'],
+    d['val'],
+    d['test'],
+    name,
+    n_items=d['n_items'],
+    user_ids=d.get('user_ids'),
+    item_ids=d.get('item_ids'),
+  )
 
 
 def _build_pairs(name, paths):
@@ -266,26 +331,26 @@ def _build_iclrec(name, paths):
 
 
 def _build_ticoserec(name, paths):
-  seqs, times = readers.read_ticoserec(paths[0], paths[1])
+  x = readers.read_ticoserec(paths[0], paths[1])
+  _, seqs, times = preprocess.to_sequences(x)  # users 1..U, in file order
   return splits.leave_one_out([s - 1 for s in seqs], name, times=times)
 
 
 def ratings_recipe(x: types.Interactions, name: str) -> types.Split:
   """Raw ratings -> rating >= 4, dedupe, 5-core, remap, chronological 8:1:1."""
-  x = preprocess.sort_chronological(x)
   x = preprocess.filter_rating(x, 4.0)
   x = preprocess.dedupe(x, keep='first')
   x = preprocess.kcore(x, 5, 5)
   x, user_ids, item_ids = preprocess.remap_ids(x)
-  split = splits.per_user_ratio(x, name, (0.8, 0.1, 0.1))
+  split = splits.per_user_ratio(x, (0.8, 0.1, 0.1), name)
   return dataclasses.replace(split, user_ids=user_ids, item_ids=item_ids)
 
 
 def _read_ratings(path: pathlib.Path) -> types.Interactions:
-  if path.name.endswith('.inter.gz') or path.name.endswith('.inter'):
+  if path.name.endswith(('.inter', '.inter.gz')):
     return readers.read_recbole_inter(path)
   if path.suffix == '.zip':
-    return readers.read_ml_latest(path)
+    return readers.read_ml_latest_csv(path)
   return readers.read_movielens(path)
 
 
@@ -293,16 +358,43 @@ def _build_ratings(name, paths):
   return ratings_recipe(_read_ratings(paths[0]), name)
 
 
-_LOO = 'leave-one-out as released (valid = 2nd-to-last, test = last item);'
-_SEQ_PROTOCOL = ' the model reads train (+ valid at test); nothing excluded.'
-_CF_PROTOCOL = (
-  ' CF protocol: train excluded at valid, train + valid at test; the model'
-  ' reads train at both.'
+_SEQ_PROTOCOL = (
+  'sequential leave-one-out: valid = second-to-last, test = last item; the'
+  ' model reads train at valid and train + valid at test; nothing excluded'
+  ' from the ranking'
 )
-_RATINGS = (
-  ' Recipe: rating >= 4, dedupe (first), 5-core users and items, ids'
-  ' remapped in original order, per-user chronological 8:1:1 (RecBole'
-  ' rounding).' + _CF_PROTOCOL
+_CF_PROTOCOL = (
+  'CF: the model reads train at valid and test; train excluded from the'
+  ' ranking at valid, train + valid at test'
+)
+_RECIPE = (
+  'recipe: keep rating >= 4; dedupe (user, item) keeping the earliest;'
+  ' iterative 5-core on users and items; ids renumbered in increasing'
+  ' original id; per user chronological 8:1:1 with RecBole rounding'
+  ' (n = 5 -> 3/1/1)'
+)
+_DIFFUREC = (
+  'Li, Sun, Li. DiffuRec: A Diffusion Model for Sequential Recommendation.'
+  ' ACM TOIS 2024 (arXiv 2304.00686)'
+)
+_ADREC = (
+  'Chen, Xu, Jiang. Unlocking the Power of Diffusion Models in Sequential'
+  ' Recommendation (ADRec). KDD 2025 (arXiv 2505.19544)'
+)
+_DIFFREC = (
+  'Wang et al. Diffusion Recommender Model (DiffRec). SIGIR 2023 (arXiv'
+  ' 2304.04971); also DDRM (SIGIR 2024) ml-1m'
+)
+_ICLREC = (
+  'Chen et al. Intent Contrastive Learning for Sequential Recommendation'
+  ' (ICLRec). WWW 2022; same files as S3-Rec / CoSeRec'
+)
+_TICOSEREC = (
+  'Dang et al. Uniform Sequence Better: Time Interval Aware Data'
+  ' Augmentation for Sequential Recommendation (TiCoSeRec). AAAI 2023'
+)
+_MOVIELENS = (
+  'Harper, Konstan. The MovieLens Datasets: History and Context. ACM TiiS 2015'
 )
 
 for _name, _folder, _sha, _what in (
@@ -310,22 +402,25 @@ for _name, _folder, _sha, _what in (
     'beauty',
     'diffurec_amazon_beauty',
     '21a320605dff9389ef54805eb3dcb8f96139adb61e84847823e8f1bae2fd6879',
-    "DiffuRec's Amazon Beauty (= ICLRec Beauty)",
+    "DiffuRec's Amazon Beauty (= ICLRec Beauty), pre-split as released",
   ),
   (
     'ml-1m',
     'diffurec_ml-1m',
     '53116823b18df71882a4508e146fef1386d281f0f803e6618658602ef4860713',
-    "DiffuRec's full MovieLens-1M",
+    "DiffuRec's full MovieLens-1M (no filtering), pre-split as released",
   ),
 ):
   register(
     DatasetSpec(
-      _name,
-      (FileSpec(f'{_folder}/dataset.pkl.gz', _sha),),
-      _build_seq_pickle,
-      f'{_what}; {_LOO}{_SEQ_PROTOCOL}',
-      'github.com/WHUIR/DiffuRec datasets/data/*/dataset.pkl',
+      name=_name,
+      files=(FileSpec(f'{_folder}/dataset.pkl.gz', _sha),),
+      build=_build_seq_pickle,
+      description=_what,
+      protocol=_SEQ_PROTOCOL,
+      paper=_DIFFUREC,
+      source='https://github.com/WHUIR/DiffuRec datasets/data/'
+      f'{_folder.removeprefix("diffurec_")}/dataset.pkl',
     )
   )
 
@@ -346,15 +441,19 @@ for _name, _sha in (
 ):
   register(
     DatasetSpec(
-      f'adrec-{_name}',
-      (FileSpec(f'adrec_{_name}/dataset.pkl.gz', _sha),),
-      _build_seq_pickle,
-      f"ADRec's {_name} (rating > 3, 5-core); {_LOO}{_SEQ_PROTOCOL}",
-      'github.com/Nemo-1024/ADRec datasets/data/*/dataset.pkl',
+      name=f'adrec-{_name}',
+      files=(FileSpec(f'adrec_{_name}/dataset.pkl.gz', _sha),),
+      build=_build_seq_pickle,
+      description=f"ADRec's {_name} (rating > 3, 5-core), pre-split as"
+      ' released',
+      protocol=_SEQ_PROTOCOL,
+      paper=_ADREC,
+      source=f'https://github.com/Nemo-1024/ADRec datasets/data/{_name}/'
+      'dataset.pkl',
     )
   )
 
-_DIFFREC = {
+for _name, _shas in {
   'clean': (
     'c71d38bb35e7e4040c58e10bbaa61c351e016bf7c7592d82278ad31a1c4362ee',
     '51986c35ee5d6dc3e0abcb5e5fc33ac812f287e11c0ea46873815029ac42f482',
@@ -365,21 +464,21 @@ _DIFFREC = {
     '3b5366b07aebbddacf6cc74d735cd2e3e4e49d8132ebe2394df63ee2a64c5483',
     '23da84f20cc1a5f6d2c401733437a22675bb22fbd1ffcac3488e0db45c01ce01',
   ),
-}
-for _name, _shas in _DIFFREC.items():
+}.items():
   register(
     DatasetSpec(
-      f'diffrec-ml-1m-{_name}',
-      tuple(
+      name=f'diffrec-ml-1m-{_name}',
+      files=tuple(
         FileSpec(f'diffrec_ml-1m_{_name}/{part}_list.npy.gz', sha)
         for part, sha in zip(('train', 'valid', 'test'), _shas, strict=True)
       ),
-      _build_pairs,
-      f"DiffRec's ML-1M {_name} setting (also DDRM's ML-1M), pre-split by time"
-      ' as released; n_items = largest train id + 1.'
-      + _CF_PROTOCOL
-      + ' Recall = hits/|GT| (DiffRec).',
-      'github.com/YiyanXu/DiffRec datasets/ml-1m_*.rar',
+      build=_build_pairs,
+      description=f"DiffRec's ML-1M {_name} setting (also DDRM's ML-1M),"
+      ' pre-split by time as released; n_users / n_items = largest train'
+      ' id + 1',
+      protocol=_CF_PROTOCOL + '; DiffRec reports Recall = hits / |GT|',
+      paper=_DIFFREC,
+      source=f'https://github.com/YiyanXu/DiffRec datasets/ml-1m_{_name}.rar',
     )
   )
 
@@ -402,11 +501,14 @@ for _name, _file, _sha in (
 ):
   register(
     DatasetSpec(
-      f'iclrec-{_name}',
-      (FileSpec(f'iclrec_seq/{_file}.txt.gz', _sha),),
-      _build_iclrec,
-      f'ICLRec/S3-Rec {_file} (5-core); leave-one-out.' + _SEQ_PROTOCOL,
-      'github.com/salesforce/ICLRec data/*.txt',
+      name=f'iclrec-{_name}',
+      files=(FileSpec(f'iclrec_seq/{_file}.txt.gz', _sha),),
+      build=_build_iclrec,
+      description=f'ICLRec/S3-Rec {_file} sequences (5-core), split by'
+      ' leave-one-out here',
+      protocol=_SEQ_PROTOCOL,
+      paper=_ICLREC,
+      source=f'https://github.com/salesforce/ICLRec data/{_file}.txt',
     )
   )
 
@@ -430,56 +532,63 @@ for _name, _file, _shas in (
 ):
   register(
     DatasetSpec(
-      f'{_name}-time',
-      (
-        FileSpec(
-          f'ticoserec_amazon_time/{_file}_item_org_rank.txt.gz', _shas[0]
-        ),
-        FileSpec(
-          f'ticoserec_amazon_time/{_file}_time_org_rank.txt.gz', _shas[1]
-        ),
+      name=f'{_name}-time',
+      files=tuple(
+        FileSpec(f'ticoserec_amazon_time/{_file}_{kind}_org_rank.txt.gz', sha)
+        for kind, sha in zip(('item', 'time'), _shas, strict=True)
       ),
-      _build_ticoserec,
-      f'TiCoSeRec Amazon {_file} with timestamps (same users as ICLRec, other'
-      ' item ids); leave-one-out, timestamps kept.' + _SEQ_PROTOCOL,
-      'github.com/KingGugu/TiCoSeRec data/*/*_org_rank.txt',
+      build=_build_ticoserec,
+      description=f'TiCoSeRec Amazon {_file} with timestamps (same users as'
+      ' ICLRec, other item ids); leave-one-out, timestamps kept in the parts',
+      protocol=_SEQ_PROTOCOL,
+      paper=_TICOSEREC,
+      source='https://github.com/KingGugu/TiCoSeRec data/'
+      f'{_file}/{_file}_{{item,time}}_org_rank.txt',
     )
   )
 
 register(
   DatasetSpec(
-    'ml-100k',
-    (ML100K_INTER, ML100K_UDATA),
-    _build_ratings,
-    'MovieLens-100K ratings (quick-start; fetched if absent).' + _RATINGS,
-    f'{GROUPLENS_ML100K}, or {RECBOLE_MEMBER} in the {RECBOLE_WHEEL} wheel',
+    name='ml-100k',
+    files=(ML100K_INTER, ML100K_UDATA),
+    build=_build_ratings,
+    description='MovieLens-100K ratings, the quick-start (fetched into the'
+    ' user cache if absent); ' + _RECIPE,
+    protocol=_CF_PROTOCOL,
+    paper=_MOVIELENS,
+    source=f'{GROUPLENS_ML100K}, or {RECBOLE_MEMBER} in the PyPI wheel'
+    f' {RECBOLE_WHEEL}',
   )
 )
 register(
   DatasetSpec(
-    'ml-1m-raw',
-    (
+    name='ml-1m-raw',
+    files=(
       FileSpec(
         'ml-1m/ratings.dat.gz',
         '8480a661c948a691129ebacc1768da0ba68e1a8500a8b69251e29f21d246e1a7',
       ),
     ),
-    _build_ratings,
-    'MovieLens-1M ratings.dat.' + _RATINGS,
-    'https://files.grouplens.org/datasets/movielens/ml-1m.zip',
+    build=_build_ratings,
+    description='MovieLens-1M ratings.dat; ' + _RECIPE,
+    protocol=_CF_PROTOCOL,
+    paper=_MOVIELENS,
+    source='https://files.grouplens.org/datasets/movielens/ml-1m.zip',
   )
 )
 register(
   DatasetSpec(
-    'ml-latest-small',
-    (
+    name='ml-latest-small',
+    files=(
       FileSpec(
         'ml-latest-small/ml-latest-small.zip',
         '696d65a3dfceac7c45750ad32df2c259311949efec81f0f144fdfb91ebc9e436',
       ),
     ),
-    _build_ratings,
-    'MovieLens latest-small (2018-09) ratings.csv.' + _RATINGS,
-    'https://files.grouplens.org/datasets/movielens/ml-latest-small.zip',
+    build=_build_ratings,
+    description='MovieLens latest-small (2018-09) ratings.csv; ' + _RECIPE,
+    protocol=_CF_PROTOCOL,
+    paper=_MOVIELENS,
+    source='https://files.grouplens.org/datasets/movielens/ml-latest-small.zip',
   )
 )

@@ -64,14 +64,14 @@ def exclusion(split: types.Split, which: types.Exclude) -> types.Part | None:
   )
 
 
-def _plain(x: Any) -> Any:
+def json_ready(x: Any) -> Any:
   """JSON-ready: numpy scalars to Python, non-finite floats to None."""
   if isinstance(x, dict):
-    return {str(k): _plain(v) for k, v in x.items()}
+    return {str(k): json_ready(v) for k, v in x.items()}
   if isinstance(x, (list, tuple)):
-    return [_plain(v) for v in x]
+    return [json_ready(v) for v in x]
   if isinstance(x, np.ndarray):
-    return _plain(x.tolist())
+    return json_ready(x.tolist())
   if isinstance(x, np.generic):
     x = x.item()
   if isinstance(x, float) and not math.isfinite(x):
@@ -214,4 +214,4 @@ class Protocol:
           **{k: v.tolist() for k, v in res.per_user.items()},
         },
       }
-    return _plain(out)
+    return json_ready(out)

@@ -16,7 +16,7 @@ import tempfile
 import time
 from typing import Any
 
-import numpy as np
+from jaxrec.eval import protocol
 
 _PACKAGES = (
   'jax',
@@ -32,27 +32,13 @@ _PACKAGES = (
 )
 
 
-def _jsonable(x: Any) -> Any:
-  if isinstance(x, dict):
-    return {str(k): _jsonable(v) for k, v in x.items()}
-  if isinstance(x, (list, tuple)):
-    return [_jsonable(v) for v in x]
-  if isinstance(x, np.ndarray):
-    return x.tolist()
-  if isinstance(x, np.generic):
-    return x.item()
-  if isinstance(x, float) and not np.isfinite(x):
-    return None
-  return x
-
-
 def write_json(path: os.PathLike, obj: Any) -> None:
   """Writes `obj` as indented JSON, atomically."""
   path = pathlib.Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
   fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.')
   with os.fdopen(fd, 'w') as f:
-    json.dump(_jsonable(obj), f, indent=1, allow_nan=False)
+    json.dump(protocol.json_ready(obj), f, indent=1, allow_nan=False)
     f.write('\n')
   os.replace(tmp, path)
 
@@ -62,7 +48,7 @@ def append_jsonl(path: os.PathLike, obj: Any) -> None:
   path = pathlib.Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
   with open(path, 'a') as f:
-    f.write(json.dumps(_jsonable(obj), allow_nan=False) + '\n')
+    f.write(json.dumps(protocol.json_ready(obj), allow_nan=False) + '\n')
     f.flush()
 
 
