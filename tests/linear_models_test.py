@@ -107,3 +107,11 @@ def test_registry_rejects_unknown_and_duplicate():
 def test_subnormal_weights_are_flushed():
   w = np.array([1e-39, -1e-40, 1e-30, 0.5], np.float32)
   assert base.flush_denormals(w).tolist() == [0.0, 0.0, np.float32(1e-30), 0.5]
+
+
+def test_weights_are_c_ordered_for_row_reads():
+  x_csr, _ = _random_csr()
+  w = ease.fit(x_csr, _ease_config(2.0, 'float32'))['weights']
+  assert w.flags['C_CONTIGUOUS']
+  s = itemknn.fit(x_csr, mlc.ConfigDict({'k': 3, 'shrink': 1.0}))['similarity']
+  assert s.flags['C_CONTIGUOUS']

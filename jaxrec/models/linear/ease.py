@@ -63,6 +63,9 @@ def fit(train: sp.csr_matrix, config: mlc.ConfigDict) -> dict:
   if info != 0:
     raise np.linalg.LinAlgError(f'EASE: inverse failed (info={info})')
   _mirror_lower(p)
+  # p is symmetric and Fortran-ordered; its transpose is the same matrix in C
+  # order, which scoring needs (csr @ W reads rows of W: 20x faster).
+  p = p.T
   p /= -np.diag(p)[None, :]
   p[np.diag_indices(n)] = 0.0
   return {'weights': base.flush_denormals(p.astype(np.float32, copy=False))}
