@@ -115,3 +115,15 @@ def test_weights_are_c_ordered_for_row_reads():
   assert w.flags['C_CONTIGUOUS']
   s = itemknn.fit(x_csr, mlc.ConfigDict({'k': 3, 'shrink': 1.0}))['similarity']
   assert s.flags['C_CONTIGUOUS']
+
+
+def test_gram_mixes_dense_and_sparse_users():
+  rng = np.random.default_rng(3)
+  n_items = 320  # rows with >= 10 items take the dense path
+  lengths = np.r_[rng.integers(1, 10, 50), rng.integers(10, 200, 20)]
+  dense = np.zeros((len(lengths), n_items), np.float32)
+  for u, n in enumerate(lengths):
+    dense[u, rng.choice(n_items, n, replace=False)] = 1.0
+  got = ease.lower_gram(sp.csr_matrix(dense))
+  want = dense.astype(np.float64).T @ dense
+  np.testing.assert_array_equal(np.tril(got), np.tril(want))
