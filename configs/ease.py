@@ -28,9 +28,9 @@ def get_config(arg: str | None = None) -> mlc.ConfigDict:
     }
   )
   c.grid = mlc.ConfigDict(
-    {'l2': [10.0, 50.0, 100.0, 200.0, 500.0, 1e3, 2e3, 5e3, 1e4, 2e4, 5e4]}
+    {'l2': (10.0, 50.0, 100.0, 200.0, 500.0, 1e3, 2e3, 5e3, 1e4, 2e4, 5e4)}
   )
   if a.tiny:
     c.max_users = 200
-    c.grid = mlc.ConfigDict({'l2': [10.0, 100.0]})
+    c.grid = mlc.ConfigDict({'l2': (10.0, 100.0)})
   return c

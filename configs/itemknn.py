@@ -18,11 +18,11 @@ def get_config(arg: str | None = None) -> mlc.ConfigDict:
   c.model = mlc.ConfigDict({'name': 'itemknn', 'k': 100, 'shrink': 10.0})
   c.grid = mlc.ConfigDict(
     {
-      'k': [5, 10, 20, 50, 100, 200, 500, 1000],
-      'shrink': [0.0, 10.0, 100.0, 1000.0],
+      'k': (5, 10, 20, 50, 100, 200, 500, 1000),
+      'shrink': (0.0, 10.0, 100.0, 1000.0),
     }
   )
   if a.tiny:
     c.max_users = 200
-    c.grid = mlc.ConfigDict({'k': [5, 20], 'shrink': [0.0]})
+    c.grid = mlc.ConfigDict({'k': (5, 20), 'shrink': (0.0,)})
   return c

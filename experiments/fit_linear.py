@@ -1,7 +1,7 @@
 r"""Fits one closed-form / neighbourhood model, selected on validation.
 
   python -m experiments.fit_linear --config=configs/ease.py:dataset=beauty \
-    --workdir=runs/ease-beauty [--config.grid.l2='[100.0, 500.0]']
+    --workdir=runs/ease-beauty [--config.grid.l2='(100.0, 500.0)']
 """
 
 from absl import app, flags

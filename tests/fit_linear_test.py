@@ -100,3 +100,22 @@ def test_override_typo_is_an_error(tmp_path):
   )
   assert proc.returncode != 0
   assert 'lamda' in proc.stderr
+
+
+def test_grid_override_from_the_command_line(tmp_path):
+  subprocess.run(
+    [
+      sys.executable,
+      '-m',
+      'experiments.fit_linear',
+      '--config=configs/ease.py:dataset=synthetic,tiny',
+      '--config.grid.l2=(3.0, 30.0)',
+      f'--workdir={tmp_path}',
+    ],
+    capture_output=True,
+    text=True,
+    timeout=300,
+    check=True,
+  )
+  lines = (tmp_path / 'metrics.jsonl').read_text().splitlines()
+  assert [json.loads(line)['tag'] for line in lines] == ['l2=3.0', 'l2=30.0']
