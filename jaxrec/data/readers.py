@@ -267,7 +267,6 @@ def read_ml_latest_csv(
   return _interactions(where, user, item, rating, ts)
 
 
-read_ml_latest = read_ml_latest_csv  # The name the first version used.
 
 
 def _sequence_lines(path, lines) -> tuple[np.ndarray, list[np.ndarray]]:
