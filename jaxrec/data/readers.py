@@ -267,8 +267,6 @@ def read_ml_latest_csv(
   return _interactions(where, user, item, rating, ts)
 
 
-
-
 def _sequence_lines(path, lines) -> tuple[np.ndarray, list[np.ndarray]]:
   """'user v1 v2 ...' lines -> (user ids, value arrays); ints >= 0."""
   while lines and not lines[-1].strip():

@@ -101,7 +101,7 @@ class Protocol:
     select: str = 'ndcg@20',
     exclude_valid: types.Exclude | None = None,
     exclude_test: types.Exclude | None = None,
-    chunk_size: int = 1024,
+    chunk_size: int = ranking.DEFAULT_CHUNK,
   ):
     self.split = split
     self.ks = tuple(int(k) for k in ks)

@@ -236,6 +236,11 @@ def _compiled_step(scorer: Scorer, k: int, n_items: int, repick: bool):
   return cache[key]
 
 
+# Users per step: on a 2-core CPU a [256, I] block of scores is the fastest
+# (tools/bench.py); accelerators want larger chunks.
+DEFAULT_CHUNK = 256
+
+
 def _default_workers() -> int:
   if jax.default_backend() != 'cpu':
     return 1
@@ -249,7 +254,7 @@ def rank(
   exclude: types.Part | None,
   n_items: int,
   k: int,
-  chunk_size: int = 1024,
+  chunk_size: int = DEFAULT_CHUNK,
   users: np.ndarray | None = None,
   workers: int | None = None,
 ) -> RankResult:
