@@ -13,6 +13,8 @@ setuptools.setup(
   long_description_content_type='text/markdown',
   python_requires='>=3.11',
   packages=setuptools.find_packages(include=['jaxrec', 'jaxrec.*']),
+  # The native CPU top-k is compiled from source on first use.
+  package_data={'jaxrec.native': ['topk.cc']},
   # Lower bounds are the versions the test suite was run with.
   install_requires=[
     'jax>=0.10.2',

@@ -56,7 +56,7 @@ def base_config(dataset: str) -> mlc.ConfigDict:
   # '' = the dataset's documented default ('none', 'train', 'train+valid').
   c.eval.exclude_valid = ''
   c.eval.exclude_test = ''
-  # Users per jitted ranking step: 256 is fastest on a 2-core CPU (the
-  # [256, I] scores stay in cache for top-k); use 1024+ on accelerators.
-  c.eval.chunk_size = 256
+  # Users per jitted ranking step: 512 is fastest on a 2-core CPU
+  # (tools/bench.py); use 1024+ on accelerators.
+  c.eval.chunk_size = 512
   return c

@@ -28,6 +28,7 @@ import ml_collections as mlc
 import numpy as np
 from absl import app, flags, logging
 
+from jaxrec import native
 from jaxrec.data import registry, types
 from jaxrec.eval import ranking
 from jaxrec.models.linear import ease
@@ -37,7 +38,9 @@ _ONLY = flags.DEFINE_list('only', ['rank', 'ease'], 'Rows to run.')
 _USERS = flags.DEFINE_integer('users', 22363, 'Users ranked (Beauty: 22,363).')
 _ITEMS = flags.DEFINE_integer('items', 12101, 'Items ranked (Beauty: 12,101).')
 _DIM = flags.DEFINE_integer('dim', 128, 'Embedding width of the scorer.')
-_CHUNK = flags.DEFINE_integer('chunk', 256, 'Users per ranking step.')
+_CHUNK = flags.DEFINE_integer(
+  'chunk', ranking.DEFAULT_CHUNK, 'Users per ranking step.'
+)
 _REPEATS = flags.DEFINE_integer('repeats', 3, 'Timed repeats; best is kept.')
 _EASE_ITEMS = flags.DEFINE_integer(
   'ease_items', 0, 'Fit EASE on this many random items instead of ml-1m-raw.'
@@ -109,13 +112,16 @@ def bench_rank(flops: dict, repeats: int) -> dict:
       score(params, b).block_until_ready()
 
   matmul_s = best_time(matmuls, repeats)
+  topk = 'native' if native.top_k_kernel() else 'XLA'
   return [
     {
       'task': f'rank+top20 {n_users}x{n_items} d={dim}',
       'seconds': seconds,
       'floor_s': floor,
       'floor/time': floor / seconds,
-      'note': f'chunk {chunk}; scoring matmuls alone {matmul_s:.3f} s',
+      'note': (
+        f'chunk {chunk}, {topk} top-k; scoring matmuls alone {matmul_s:.3f} s'
+      ),
     }
   ]
 

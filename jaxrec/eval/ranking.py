@@ -22,13 +22,17 @@ A slot with no candidate left (a user who excluded all but a few items, or
 items the model scored -inf) holds item -1 and is never a hit. A NaN score
 on a non-excluded item is an error naming the user.
 
-Speed on CPU (2 cores, 22,363 users x 12,101 items, d=128, k=20): the matmul
-is about 2/3 of a step and the TopK kernel, which runs on one thread, about
-1/3; `lax.approx_max_k` lowers to the same exact TopK on CPU (no faster), and
-splitting top-k into blocks or row groups inside the step is 3-5x slower
-(extra copies). What helps is overlap: chunks are dispatched from a small
-thread pool (one worker per core), so the top-k of one chunk runs beside the
-matmul of the next. On accelerators one thread suffices (async dispatch).
+Speed on CPU (2 cores, 22,363 users x 12,101 items, d=128, k=20): XLA's
+TopK kernel runs on one thread at about 1.6 ns per score, as long as the
+scoring matmul itself; jaxrec's native kernel (`jaxrec.native.top_k`, exact
+in one pass, ties by id) takes about 0.5 ns per score from L3/DRAM, and the
+step is then bound by writing and reading the [B, I] scores. Chunks are
+dispatched from a small thread pool (one worker more than there are cores)
+so that the top-k of one chunk runs beside the matmul of the next; on
+accelerators one thread suffices (async dispatch). Tried and no faster:
+`lax.approx_max_k` (the same TopK on CPU), row-split and two-stage block
+top-k, scoring in sub-blocks of 16-64 users so scores stay in L2, and
+item-blocked scoring merged into a running top-k (tools/bench.py).
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxrec import native
 from jaxrec.data import types
 
 
@@ -122,6 +127,26 @@ def _round_up(n: int, multiple: int = 8) -> int:
 
 
 def top_k_lowest_id(
+  scores: jax.Array, k: int, repick: bool = False
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """Top k of each row, ties broken towards the lower item id.
+
+  On CPU this is jaxrec's native kernel when it could be built (exact in
+  one pass, `boundary_tie` always False); elsewhere `_xla_top_k_lowest_id`.
+  Both give the same lists (tests/test_ranking.py).
+  """
+  xla = functools.partial(_xla_top_k_lowest_id, k=k, repick=repick)
+  if not native.top_k_kernel():
+    return xla(scores)
+
+  def cpu(scores):
+    values, items = native.top_k(scores, k)
+    return values, items, jnp.zeros((), bool)
+
+  return jax.lax.platform_dependent(scores, cpu=cpu, default=xla)
+
+
+def _xla_top_k_lowest_id(
   scores: jax.Array, k: int, repick: bool = False
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
   """`lax.top_k` with ties broken towards the lower item id.
@@ -236,15 +261,16 @@ def _compiled_step(scorer: Scorer, k: int, n_items: int, repick: bool):
   return cache[key]
 
 
-# Users per step: on a 2-core CPU a [256, I] block of scores is the fastest
+# Users per step: on a 2-core CPU a [512, I] block of scores is the fastest
 # (tools/bench.py); accelerators want larger chunks.
-DEFAULT_CHUNK = 256
+DEFAULT_CHUNK = 512
 
 
 def _default_workers() -> int:
+  """One thread on accelerators; on CPU one more than the cores, up to 4."""
   if jax.default_backend() != 'cpu':
     return 1
-  return max(1, min(4, len(os.sched_getaffinity(0))))
+  return min(4, len(os.sched_getaffinity(0)) + 1)
 
 
 def rank(
@@ -269,7 +295,7 @@ def rank(
     k: list length, 1 <= k <= I.
     chunk_size: users per jitted step (B).
     users: restrict to these users (still skipping empty ground truth).
-    workers: chunks in flight at once; default one per CPU core on CPU.
+    workers: chunks in flight at once (default: `_default_workers`).
 
   Returns:
     A `RankResult` over the evaluated users in ascending id order.
