@@ -26,6 +26,8 @@ setuptools.setup(
     'ml-collections>=1.1.0',
     'absl-py>=2.5.1',
     'chex>=0.1.92',
+    'tensorboardX>=2.6.5',
+    'tqdm>=4.70.1',
   ],
   extras_require={
     'test': ['pytest>=9.2', 'pytest-xdist>=3.8', 'ruff>=0.17'],

@@ -1,7 +1,16 @@
-"""Model registry: every model by name; unknown names raise."""
+"""Model registries: every model by name; unknown names raise.
 
+LINEAR_MODELS hold closed-form / neighbourhood models (`fit` + `score`);
+NEURAL_MODELS map a name to a class built as `cls(config.model, n_items)`
+with the surface of ARCHITECTURE.md (init, loss, score, and the host-side
+train_data, train_batch, make_batch) that `jaxrec.train.loop` trains.
+"""
+
+from jaxrec.models import sasrec
 from jaxrec.models.linear import ease, itemknn, toppop
 from jaxrec.models.linear.base import LinearModel
+
+NEURAL_MODELS: dict[str, type] = {'sasrec': sasrec.SASRec}
 
 LINEAR_MODELS: dict[str, LinearModel] = {}
 
@@ -24,4 +33,14 @@ def get_model(name: str) -> LinearModel:
   except KeyError:
     raise KeyError(
       f'unknown model {name!r}; known: {sorted(LINEAR_MODELS)}'
+    ) from None
+
+
+def get_neural_model(name: str) -> type:
+  """The neural model class `name`; raises KeyError listing the known ones."""
+  try:
+    return NEURAL_MODELS[name]
+  except KeyError:
+    raise KeyError(
+      f'unknown neural model {name!r}; known: {sorted(NEURAL_MODELS)}'
     ) from None

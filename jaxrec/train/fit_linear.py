@@ -28,6 +28,8 @@ def load_split(config: mlc.ConfigDict) -> types.Split:
   """The dataset named by `config.dataset`, cut to `config.max_users`."""
   if config.dataset == 'synthetic':
     split = synthetic.clustered_split(seed=config.seed)
+  elif config.dataset == 'synthetic-seq':
+    split = synthetic.clustered_split(kind='sequential', seed=config.seed)
   else:
     split = registry.get_split(config.dataset)
   if config.max_users:

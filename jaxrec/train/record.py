@@ -6,6 +6,7 @@ killed mid-write never leaves a half-written record behind.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
 import json
 import os
@@ -15,6 +16,8 @@ import subprocess
 import tempfile
 import time
 from typing import Any
+
+import numpy as np
 
 from jaxrec.eval import protocol
 
@@ -29,18 +32,24 @@ _PACKAGES = (
   'ml-collections',
   'absl-py',
   'chex',
+  'tensorboardX',
 )
 
 
-def write_json(path: os.PathLike, obj: Any) -> None:
-  """Writes `obj` as indented JSON, atomically."""
+def write_text(path: os.PathLike, text: str) -> None:
+  """Writes `text` to `path` atomically."""
   path = pathlib.Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
   fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.')
   with os.fdopen(fd, 'w') as f:
-    json.dump(protocol.json_ready(obj), f, indent=1, allow_nan=False)
-    f.write('\n')
+    f.write(text)
   os.replace(tmp, path)
+
+
+def write_json(path: os.PathLike, obj: Any) -> None:
+  """Writes `obj` as indented JSON, atomically."""
+  text = json.dumps(protocol.json_ready(obj), indent=1, allow_nan=False)
+  write_text(path, text + '\n')
 
 
 def append_jsonl(path: os.PathLike, obj: Any) -> None:
@@ -50,6 +59,18 @@ def append_jsonl(path: os.PathLike, obj: Any) -> None:
   with open(path, 'a') as f:
     f.write(json.dumps(protocol.json_ready(obj), allow_nan=False) + '\n')
     f.flush()
+
+
+def tree_sha256(tree: Any) -> str:
+  """sha256 over a pytree's leaves (path, dtype, shape, bytes): bit identity."""
+  import jax  # the record module stays importable without initialising JAX
+
+  h = hashlib.sha256()
+  for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+    arr = np.asarray(jax.device_get(leaf))
+    h.update(f'{jax.tree_util.keystr(path)}|{arr.dtype}|{arr.shape}'.encode())
+    h.update(np.ascontiguousarray(arr).tobytes())
+  return h.hexdigest()
 
 
 def git_commit() -> str | None:

@@ -1,0 +1,71 @@
+"""Transformer blocks for sequence models, with the padding-mask axis explicit.
+
+A padded position must not be attended to: its key is masked (`mask_axis=
+'key'`, the correct behaviour and the default). Some official code (DiffuRec,
+ADRec) builds the padding mask on the query axis instead, so real positions
+still attend to padding; `mask_axis='query'` reproduces that quirk. Causal
+masking is separate (`causal`).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import jax.numpy as jnp
+from flax import linen as nn
+
+MaskAxis = Literal['key', 'query']
+
+
+def attention_mask(
+  valid: jnp.ndarray, causal: bool, mask_axis: MaskAxis = 'key'
+) -> jnp.ndarray:
+  """bool[B, 1, L, L] attention mask (True = may attend).
+
+  Args:
+    valid: bool[B, L], False at padding.
+    causal: position i sees positions j <= i only.
+    mask_axis: 'key' masks padded keys; 'query' masks padded queries (the
+      DiffuRec/ADRec quirk: real queries still see padded keys).
+  """
+  if mask_axis == 'key':
+    mask = nn.make_attention_mask(jnp.ones_like(valid), valid)
+  elif mask_axis == 'query':
+    mask = nn.make_attention_mask(valid, jnp.ones_like(valid))
+  else:
+    raise ValueError(f"mask_axis={mask_axis!r}; expected 'key' or 'query'")
+  if causal:
+    mask = nn.combine_masks(mask, nn.make_causal_mask(valid))
+  return mask
+
+
+class Block(nn.Module):
+  """Pre-LayerNorm self-attention + feed-forward block.
+
+  Attributes:
+    heads: attention heads.
+    dropout: rate on attention weights and both residual branches.
+    ffn_mult: feed-forward width as a multiple of the model width.
+  """
+
+  heads: int
+  dropout: float
+  ffn_mult: int = 1
+
+  @nn.compact
+  def __call__(self, x, mask, train: bool):
+    """x: [B, L, D]; mask: bool[B, 1, L, L]. Returns [B, L, D]."""
+    dim = x.shape[-1]
+    h = nn.LayerNorm(epsilon=1e-8)(x)
+    h = nn.MultiHeadDotProductAttention(
+      num_heads=self.heads,
+      dropout_rate=self.dropout,
+      deterministic=not train,
+    )(h, h, mask=mask)
+    x = x + nn.Dropout(self.dropout)(h, deterministic=not train)
+    h = nn.LayerNorm(epsilon=1e-8)(x)
+    h = nn.Dense(dim * self.ffn_mult)(h)
+    h = nn.relu(h)
+    h = nn.Dropout(self.dropout)(h, deterministic=not train)
+    h = nn.Dense(dim)(h)
+    return x + nn.Dropout(self.dropout)(h, deterministic=not train)

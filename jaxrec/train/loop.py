@@ -1,0 +1,382 @@
+"""The training loop of every neural model: `train_and_evaluate`.
+
+One jitted `train_step(state, batch, rng) -> (state, metrics)` (state
+donated, batch sharded over the 'data' mesh axis, state replicated; static
+shapes: the last batch of an epoch is padded and weighted 0), validation
+through the protocol every `train.eval_every` steps (0: every epoch), early
+stopping after `train.patience` validations without a new best on
+`eval.select`, and one test evaluation of the best checkpoint at the end.
+
+Exact resume: re-running the same command on the same workdir continues
+from the latest checkpoint. Everything the rest of the run depends on is a
+function of what is saved: the batch of step s is drawn from (seed, s), the
+dropout key is fold_in(key(seed), s), and early stopping is recomputed
+from the saved validation history; so a run killed at any point and resumed
+ends with the same parameters and metrics, bit for bit on CPU.
+
+A workdir whose saved config.json differs from the requested config is
+refused with the differing keys, unless `fresh=True` (the old workdir is
+then moved aside, not deleted). A NaN or inf loss stops the run with the
+step, the epoch and batch index and the last finite metrics; checkpoints are
+only written after every loss since the previous one was checked, so the
+last checkpoint is always finite.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import time
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections as mlc
+import numpy as np
+import optax
+from absl import logging
+
+from jaxrec import models
+from jaxrec.data import batching, types
+from jaxrec.eval import protocol as protocol_lib
+from jaxrec.train import checkpoint, fit_linear, optim, parallel, record
+from jaxrec.train import writer as writer_lib
+
+
+@flax.struct.dataclass
+class TrainState:
+  step: jax.Array
+  params: Any
+  opt_state: Any
+
+
+class ModelScorer:
+  """Adapts a model and its current params to `ranking.Scorer`.
+
+  One object serves a whole run (its `params` are swapped), so the ranking
+  step compiles once. `traces` counts how often `score` was traced.
+  """
+
+  def __init__(self, model):
+    self.model = model
+    self.params = None
+    self.traces = 0
+
+  def make_batch(self, history: types.Part, users: np.ndarray):
+    return self.model.make_batch(history, users)
+
+  def score(self, params, batch):
+    self.traces += 1  # runs at trace time only
+    return self.model.score(params, batch, None)
+
+
+def _flatten(d: dict, prefix: str = '') -> dict:
+  out = {}
+  for k, v in d.items():
+    if isinstance(v, dict):
+      out.update(_flatten(v, f'{prefix}{k}.'))
+    else:
+      out[f'{prefix}{k}'] = v
+  return out
+
+
+def config_diff(saved: dict, wanted: dict) -> list[str]:
+  """'key: saved -> wanted' for every differing (flattened) key."""
+  a, b = _flatten(saved), _flatten(wanted)
+  return [
+    f'{k}: {a.get(k, "<absent>")!r} -> {b.get(k, "<absent>")!r}'
+    for k in sorted(set(a) | set(b))
+    if a.get(k, '<absent>') != b.get(k, '<absent>')
+  ]
+
+
+def _prepare_workdir(workdir: pathlib.Path, config: mlc.ConfigDict, fresh):
+  """Writes config.json, or checks it against the saved one."""
+  wanted = json.loads(json.dumps(protocol_lib.json_ready(config.to_dict())))
+  path = workdir / 'config.json'
+  if path.exists():
+    diff = config_diff(json.loads(path.read_text()), wanted)
+    if diff and not fresh:
+      raise ValueError(
+        f'{workdir} holds a run with a different config; refusing to resume'
+        ' it with this one (pass --fresh to move it aside and start over).'
+        ' Differing keys (saved -> requested):\n  ' + '\n  '.join(diff)
+      )
+    if fresh:
+      aside = workdir.with_name(
+        f'{workdir.name}.old-{time.strftime("%Y%m%d-%H%M%S")}'
+      )
+      workdir.rename(aside)
+      logging.warning('--fresh: moved the old run to %s', aside)
+  workdir.mkdir(parents=True, exist_ok=True)
+  record.write_json(path, wanted)
+
+
+def _make_train_step(model, tx):
+  def train_step(state: TrainState, batch, rng):
+    grad_fn = jax.value_and_grad(model.loss, has_aux=True)
+    (_, aux), grads = grad_fn(state.params, batch, rng, state.step)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    metrics = {
+      'loss_sum': aux['loss_sum'],
+      'count': aux['count'],
+      'grad_norm': optax.tree.norm(grads),
+    }
+    return TrainState(state.step + 1, params, opt_state), metrics
+
+  return train_step
+
+
+class _Window:
+  """Per-step metrics since the last flush, checked for NaN on the host."""
+
+  def __init__(self):
+    self.pending: list[tuple[int, dict]] = []
+    self.last_finite: tuple[int, dict] | None = None
+
+  def add(self, step: int, metrics) -> None:
+    self.pending.append((step, metrics))
+
+  def flush(self, steps_per_epoch: int) -> dict | None:
+    """Mean loss over the window; FloatingPointError on a non-finite loss."""
+    if not self.pending:
+      return None
+    host = jax.device_get([m for _, m in self.pending])
+    total = count = 0.0
+    for (step, _), m in zip(self.pending, host, strict=True):
+      loss = m['loss_sum'] / max(m['count'], 1.0)
+      if not (np.isfinite(loss) and np.isfinite(m['grad_norm'])):
+        epoch, b = divmod(step, steps_per_epoch)
+        last = self.last_finite
+        raise FloatingPointError(
+          f'non-finite loss {loss} (grad norm {m["grad_norm"]}) at step'
+          f' {step} (epoch {epoch}, batch {b} of {steps_per_epoch}); last'
+          f' finite: {"none" if last is None else f"step {last[0]} {last[1]}"}.'
+          ' The last checkpoint is intact (saved before this step).'
+        )
+      self.last_finite = (step, {'loss': float(loss)})
+      total += float(m['loss_sum'])
+      count += float(m['count'])
+    grad_norm = float(host[-1]['grad_norm'])
+    self.pending = []
+    return {'train/loss': total / max(count, 1.0), 'train/grad_norm': grad_norm}
+
+
+def train_and_evaluate(
+  config: mlc.ConfigDict,
+  workdir: str | pathlib.Path,
+  fresh: bool = False,
+  split: types.Split | None = None,
+) -> dict:
+  """Trains `config.model` on `config.dataset`; returns results.json's dict.
+
+  Args:
+    config: the experiment config (see configs/sasrec.py).
+    workdir: run directory: config.json, metrics.jsonl, tensorboard/,
+      checkpoints/, results.json.
+    fresh: move an existing run with a different config aside.
+    split: use this split instead of loading `config.dataset` (tests).
+  """
+  start = time.time()
+  workdir = pathlib.Path(workdir)
+  tc = config.train
+
+  # Setup --------------------------------------------------------------------
+  parallel.initialize(tc)
+  _prepare_workdir(workdir, config, fresh)
+  results_path = workdir / 'results.json'
+  if results_path.exists():
+    done = json.loads(results_path.read_text())
+    if 'test' in done:
+      logging.info('%s is complete; returning its results', workdir)
+      return done
+
+  # Data ---------------------------------------------------------------------
+  split = split if split is not None else fit_linear.load_split(config)
+  logging.info('split: %s', split.summary())
+  protocol = fit_linear.make_protocol(split, config.eval)
+  model = models.get_neural_model(config.model.name)(
+    config.model, split.n_items
+  )
+  batch_size = int(tc.batch_size)
+  n_train = model.train_size(split)
+  per_epoch = batching.steps_per_epoch(n_train, batch_size)
+  total_steps = int(tc.steps) or int(tc.epochs) * per_epoch
+  plan = batching.BatchPlan(
+    batch_size,
+    config.seed,
+    epochs=-(-total_steps // per_epoch),
+    groups=jax.device_count(),
+    hosts=jax.process_count(),
+  )
+  data = model.train_data(split, plan)
+  eval_every = int(tc.eval_every) or per_epoch
+  rows = batching.host_slice(
+    batch_size, jax.process_index(), jax.process_count()
+  )
+
+  def host_batch(step: int):
+    index, weights = batching.batch_indices(
+      len(data), batch_size, config.seed, step
+    )
+    return model.train_batch(data, index[rows], weights[rows])
+
+  # Mesh ---------------------------------------------------------------------
+  mesh = parallel.make_mesh()
+  parallel.check_batch_size(batch_size)
+  repl = parallel.replicated(mesh)
+
+  # State --------------------------------------------------------------------
+  tx = optim.make(config.optim, total_steps)
+  init_key, train_key = jax.random.split(jax.random.key(config.seed))
+
+  def init_state():
+    params = model.init(init_key, host_batch(0))
+    return TrainState(jnp.zeros((), jnp.int32), params, tx.init(params))
+
+  abstract = jax.eval_shape(init_state)
+  abstract = jax.tree.map(
+    lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=repl), abstract
+  )
+
+  # Restore ------------------------------------------------------------------
+  ckpts = checkpoint.Checkpoints(workdir / 'checkpoints')
+  restored = ckpts.restore_latest(abstract)
+  stopped = False
+  if restored is None:
+    state = jax.jit(init_state, out_shardings=repl)()
+    logging.info('new run: %d steps (%d per epoch)', total_steps, per_epoch)
+  else:
+    state, meta = restored
+    del restored  # `state` is donated to the train step
+    protocol.history = [
+      (int(t), {k: np.nan if v is None else v for k, v in m.items()})
+      for t, m in meta['history']
+    ]
+    stopped = bool(meta['stopped'])
+    logging.info('resumed from step %d', int(state.step))
+  step = start_step = int(state.step)
+
+  # Compile ------------------------------------------------------------------
+  traces = {'train_step': 0}
+  step_fn = _make_train_step(model, tx)
+
+  def counted_step(*args):
+    # Runs at trace time only. Shapes are static, so a second trace is a
+    # bug (a recompile per batch); the same check as chex.assert_max_traces,
+    # but per run rather than per function name in the process.
+    traces['train_step'] += 1
+    if traces['train_step'] > 1:
+      raise AssertionError('the train step was traced twice (shape change?)')
+    return step_fn(*args)
+
+  train_step = jax.jit(
+    counted_step,
+    donate_argnums=0,
+    in_shardings=(repl, parallel.batch_sharding(mesh), repl),
+    out_shardings=(repl, repl),
+  )
+  scorer = ModelScorer(model)
+  eval_device = jax.local_devices()[0]
+
+  def validate(step: int) -> dict:
+    # Ranking runs on one device; its thread pool and sharded params do not
+    # mix (XLA CPU collectives deadlock across threads).
+    scorer.params = jax.device_put(state.params, eval_device)
+    return protocol.validate(scorer, step).metrics
+
+  # Loop ---------------------------------------------------------------------
+  writer = writer_lib.MetricWriter(workdir, step)
+  window = _Window()
+  bar = writer_lib.progress(total_steps, step, config.model.name)
+  train_time = 0.0
+  t0 = time.perf_counter()
+  try:
+    while step < total_steps and not stopped:
+      batch = parallel.shard_batch(host_batch(step), mesh)
+      rng = jax.random.fold_in(train_key, step)
+      state, metrics = train_step(state, batch, rng)
+      window.add(step, metrics)
+      step += 1
+      bar.update(1)
+      at_eval = step % eval_every == 0 or step == total_steps
+      if step % int(tc.log_every) == 0 or at_eval:
+        scalars = window.flush(per_epoch)
+        writer.write_scalars(step, {**scalars, 'epoch': step / per_epoch})
+        bar.set_postfix(loss=f'{scalars["train/loss"]:.4f}')
+      if at_eval:
+        jax.block_until_ready(state)
+        train_time += time.perf_counter() - t0
+        valid = validate(step)
+        best_tag, best_value = protocol.best()
+        since_best = (
+          len(protocol.history)
+          - 1
+          - [t for t, _ in protocol.history].index(best_tag)
+        )
+        stopped = since_best >= int(tc.patience) and step < total_steps
+        writer.write_scalars(step, {f'valid/{k}': v for k, v in valid.items()})
+        writer.flush()
+        logging.info(
+          'step %d: valid %s=%.5f (best %.5f at step %s)%s',
+          step,
+          config.eval.select,
+          valid[config.eval.select],
+          best_value,
+          best_tag,
+          '; early stop' if stopped else '',
+        )
+        meta = {
+          'history': protocol.history,
+          'stopped': stopped,
+          'seed': config.seed,
+        }
+        ckpts.save(step, state, protocol_lib.json_ready(meta), best_tag == step)
+        t0 = time.perf_counter()
+  finally:
+    # A failing run (NaN loss, interrupt) still completes the checkpoint
+    # being written in the background, so the last good one is kept.
+    bar.close()
+    writer.close()
+    ckpts.wait()
+  train_steps = step - start_step
+
+  # Final test ---------------------------------------------------------------
+  best_tag, _ = protocol.best()
+  best_state, _ = ckpts.restore_best(abstract)
+  if int(best_state.step) != best_tag:
+    raise checkpoint.CheckpointError(
+      f'best checkpoint holds step {int(best_state.step)}, but validation'
+      f' selected step {best_tag}'
+    )
+  scorer.params = jax.device_put(best_state.params, eval_device)
+  test = protocol.final_test(scorer, best_tag)
+  ckpts.close()
+  results = protocol.record()
+  results.update(
+    model=config.model.name,
+    selected_step=best_tag,
+    selected_epoch=best_tag / per_epoch,
+    train_steps_total=step,
+    steps_per_epoch=per_epoch,
+    stopped_early=stopped,
+    seed=config.seed,
+    quirks={'mask_axis': config.model.get('mask_axis', 'key')},
+    devices=[str(d) for d in jax.devices()],
+    traces={**traces, 'score': scorer.traces},
+    params_sha256={
+      'selected': record.tree_sha256(best_state.params),
+      'last': record.tree_sha256(state.params),
+    },
+    wall_s=time.time() - start,
+    train_s_this_process=train_time,
+    steps_per_s=train_steps / train_time if train_time else None,
+    environment=record.environment(),
+  )
+  record.write_json(results_path, results)
+  logging.info(
+    'test at step %d: %s', best_tag, json.dumps(test.metrics, sort_keys=True)
+  )
+  return results

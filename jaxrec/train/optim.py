@@ -1,0 +1,72 @@
+"""Optax optimizers and learning-rate schedules from `config.optim`.
+
+Fields: name ('adam' | 'adamw' | 'sgd'), lr, b1, b2, eps, weight_decay
+(decoupled, adamw only), schedule ('constant' | 'cosine' | 'linear'),
+warmup_steps, grad_clip (global norm; 0 = off).
+"""
+
+from __future__ import annotations
+
+import ml_collections as mlc
+import optax
+
+SCHEDULES = ('constant', 'cosine', 'linear')
+
+
+def learning_rate(config: mlc.ConfigDict, total_steps: int) -> optax.Schedule:
+  """The schedule: linear warm-up, then constant / cosine / linear decay."""
+  warmup = int(config.warmup_steps)
+  rest = max(1, total_steps - warmup)
+  if config.schedule == 'constant':
+    decay = optax.constant_schedule(config.lr)
+  elif config.schedule == 'cosine':
+    decay = optax.cosine_decay_schedule(config.lr, rest)
+  elif config.schedule == 'linear':
+    decay = optax.linear_schedule(config.lr, 0.0, rest)
+  else:
+    raise KeyError(
+      f'optim.schedule={config.schedule!r}; known: {list(SCHEDULES)}'
+    )
+  if not warmup:
+    return decay
+  return optax.join_schedules(
+    [optax.linear_schedule(0.0, config.lr, warmup), decay], [warmup]
+  )
+
+
+def make(config: mlc.ConfigDict, total_steps: int):
+  """The optimizer of `config` (a GradientTransformation)."""
+  lr = learning_rate(config, total_steps)
+  if config.name == 'adam':
+    tx = optax.adam(lr, b1=config.b1, b2=config.b2, eps=config.eps)
+  elif config.name == 'adamw':
+    tx = optax.adamw(
+      lr,
+      b1=config.b1,
+      b2=config.b2,
+      eps=config.eps,
+      weight_decay=config.weight_decay,
+    )
+  elif config.name == 'sgd':
+    tx = optax.sgd(lr)
+  else:
+    raise KeyError(f'optim.name={config.name!r}; known: adam, adamw, sgd')
+  if config.grad_clip:
+    tx = optax.chain(optax.clip_by_global_norm(config.grad_clip), tx)
+  return tx
+
+
+def default_config() -> mlc.ConfigDict:
+  return mlc.ConfigDict(
+    {
+      'name': 'adam',
+      'lr': 1e-3,
+      'b1': 0.9,
+      'b2': 0.98,
+      'eps': 1e-8,
+      'weight_decay': 0.0,
+      'schedule': 'constant',
+      'warmup_steps': 0,
+      'grad_clip': 0.0,
+    }
+  )

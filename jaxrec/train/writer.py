@@ -1,0 +1,67 @@
+"""Run metrics: metrics.jsonl and TensorBoard event files, and a progress bar.
+
+`MetricWriter.write_scalars(step, {...})` appends one JSON line and one
+TensorBoard scalar per key (tensorboardX, no TensorFlow). On resume from a
+checkpoint at step S, lines after S are dropped from metrics.jsonl and
+TensorBoard is told to purge events after S, so a resumed run's record is
+the same as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import pathlib
+
+import tensorboardX
+import tqdm
+
+from jaxrec.train import record
+
+
+def _finite_or_none(v):
+  v = float(v)
+  return v if math.isfinite(v) else None
+
+
+class MetricWriter:
+  """metrics.jsonl + TensorBoard events under `workdir`.
+
+  Args:
+    workdir: run directory.
+    resume_step: the step the run (re)starts from; records after it are
+      dropped (0 for a new run: everything is dropped).
+  """
+
+  def __init__(self, workdir: pathlib.Path, resume_step: int):
+    self.path = pathlib.Path(workdir) / 'metrics.jsonl'
+    if self.path.exists():
+      lines = self.path.read_text().splitlines()
+      keep = [x for x in lines if x and json.loads(x)['step'] <= resume_step]
+      record.write_text(self.path, ''.join(x + '\n' for x in keep))
+    self._tb = tensorboardX.SummaryWriter(
+      str(pathlib.Path(workdir) / 'tensorboard'),
+      purge_step=resume_step or None,
+    )
+
+  def write_scalars(self, step: int, scalars: dict) -> None:
+    row = {
+      'step': int(step),
+      **{k: _finite_or_none(v) for k, v in scalars.items()},
+    }
+    record.append_jsonl(self.path, row)
+    for key, value in scalars.items():
+      self._tb.add_scalar(key, float(value), int(step))
+
+  def flush(self) -> None:
+    self._tb.flush()
+
+  def close(self) -> None:
+    self._tb.close()
+
+
+def progress(total: int, initial: int, desc: str) -> tqdm.tqdm:
+  """A progress bar with steps/s and ETA (silent when not on a terminal)."""
+  return tqdm.tqdm(
+    total=total, initial=initial, desc=desc, unit='step', disable=None
+  )

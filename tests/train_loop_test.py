@@ -1,0 +1,188 @@
+"""The training loop: run record, exact resume after SIGKILL, sharding,
+compile-once, NaN stop, config refusal."""
+
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from configs import sasrec as sasrec_config
+from jaxrec.models import sasrec
+from jaxrec.train import checkpoint, loop
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+TINY = 'configs/sasrec.py:dataset=synthetic-seq,tiny'
+
+
+def _config(**train):
+  c = sasrec_config.get_config('dataset=synthetic-seq,tiny')
+  c.train.update(train)
+  return c
+
+
+def _train_cmd(workdir, *overrides, env=None):
+  cmd = [
+    sys.executable,
+    '-m',
+    'experiments.train',
+    f'--config={TINY}',
+    f'--workdir={workdir}',
+    *overrides,
+  ]
+  env = {**os.environ, 'JAX_PLATFORMS': 'cpu', **(env or {})}
+  return cmd, env
+
+
+def _run(workdir, *overrides, env=None):
+  cmd, env = _train_cmd(workdir, *overrides, env=env)
+  done = subprocess.run(
+    cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+  )
+  assert done.returncode == 0, done.stderr[-3000:]
+  return json.loads((pathlib.Path(workdir) / 'results.json').read_text())
+
+
+def _jsonl(path):
+  return [json.loads(x) for x in pathlib.Path(path).read_text().splitlines()]
+
+
+def test_run_record(tmp_path):
+  results = loop.train_and_evaluate(
+    _config(steps=24, eval_every=6, log_every=3), tmp_path
+  )
+  steps = [v['tag'] for v in results['valid_curve']]
+  assert steps == [6, 12, 18, 24]
+  best = max(results['valid_curve'], key=lambda v: v['metrics']['ndcg@10'])
+  assert results['selected_step'] == best['tag'] == results['test']['tag']
+  assert set(results['test']['metrics']) >= {'hr@10', 'ndcg@10', 'ndcg@20'}
+  assert len(results['test']['per_user']['users']) == 96
+  # The train step and the ranking step each compiled exactly once.
+  assert results['traces'] == {'train_step': 1, 'score': 1}
+  assert results['split']['hash'] and results['seed'] == 0
+  assert results['environment']['versions']['jax']
+  assert results['steps_per_s'] > 0
+  rows = _jsonl(tmp_path / 'metrics.jsonl')
+  losses = [r['train/loss'] for r in rows if 'train/loss' in r]
+  assert len(losses) == 8 and losses[-1] < losses[0]
+  assert [r['step'] for r in rows if 'valid/ndcg@10' in r] == steps
+  assert list((tmp_path / 'tensorboard').glob('events.out.tfevents.*'))
+  saved = json.loads((tmp_path / 'config.json').read_text())
+  assert saved['train']['steps'] == 24
+  # Re-running a finished workdir returns its results without training.
+  again = loop.train_and_evaluate(
+    _config(steps=24, eval_every=6, log_every=3), tmp_path
+  )
+  assert again == json.loads((tmp_path / 'results.json').read_text())
+
+
+def test_exact_resume_after_sigkill(tmp_path):
+  args = ('--config.train.steps=60', '--config.train.eval_every=6')
+  full = _run(tmp_path / 'full', *args)
+
+  cmd, env = _train_cmd(tmp_path / 'killed', *args)
+  proc = subprocess.Popen(
+    cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+  )
+  latest = tmp_path / 'killed' / 'checkpoints' / 'latest'
+  deadline = time.time() + 240
+  while time.time() < deadline and proc.poll() is None:
+    if latest.exists() and any(p.name.isdigit() for p in latest.iterdir()):
+      break
+    time.sleep(0.01)
+  assert proc.poll() is None, 'the run ended before it could be killed'
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  killed_at = max(int(p.name) for p in latest.iterdir() if p.name.isdigit())
+  assert killed_at < 60
+
+  resumed = _run(tmp_path / 'killed', *args)
+  assert resumed['params_sha256'] == full['params_sha256']
+  assert resumed['test'] == full['test']
+  assert resumed['valid_curve'] == full['valid_curve']
+  assert _jsonl(tmp_path / 'killed' / 'metrics.jsonl') == _jsonl(
+    tmp_path / 'full' / 'metrics.jsonl'
+  )
+
+
+def test_four_devices_give_the_same_loss_curve(tmp_path):
+  args = ('--config.train.steps=8', '--config.train.log_every=1')
+  one = _run(tmp_path / 'one', *args)
+  four = _run(
+    tmp_path / 'four',
+    *args,
+    env={'XLA_FLAGS': '--xla_force_host_platform_device_count=4'},
+  )
+  assert len(one['devices']) == 1 and len(four['devices']) == 4
+  loss = lambda d: [
+    r['train/loss'] for r in _jsonl(d / 'metrics.jsonl') if 'train/loss' in r
+  ]
+  assert len(loss(tmp_path / 'one')) == 8
+  np.testing.assert_allclose(
+    loss(tmp_path / 'four'), loss(tmp_path / 'one'), rtol=1e-5, atol=1e-5
+  )
+
+
+def test_nan_loss_stops_naming_the_step(tmp_path, monkeypatch):
+  original = sasrec.SASRec.loss
+
+  def nan_from_step_8(self, params, batch, rng, step):
+    loss, aux = original(self, params, batch, rng, step)
+    bad = step >= 8
+    aux = {**aux, 'loss_sum': jnp.where(bad, jnp.nan, aux['loss_sum'])}
+    return jnp.where(bad, jnp.nan, loss), aux
+
+  monkeypatch.setattr(sasrec.SASRec, 'loss', nan_from_step_8)
+  with pytest.raises(FloatingPointError, match=r'at step 8 \(epoch 1, batch 2'):
+    loop.train_and_evaluate(
+      _config(steps=20, eval_every=6, log_every=4), tmp_path
+    )
+  # The checkpoint of step 6 is intact and finite.
+  monkeypatch.setattr(sasrec.SASRec, 'loss', original)
+  assert sorted(
+    int(p.name) for p in (tmp_path / 'checkpoints' / 'latest').iterdir()
+  ) == [6]
+  results = loop.train_and_evaluate(
+    _config(steps=20, eval_every=6, log_every=4), tmp_path
+  )
+  assert [v['tag'] for v in results['valid_curve']] == [6, 12, 18, 20]
+
+
+def test_config_change_is_refused_with_a_diff_unless_fresh(tmp_path):
+  loop.train_and_evaluate(_config(steps=6, eval_every=6), tmp_path)
+  changed = _config(steps=6, eval_every=6)
+  changed.optim.lr = 0.5
+  with pytest.raises(ValueError, match=r'optim\.lr: 0\.001 -> 0\.5'):
+    loop.train_and_evaluate(changed, tmp_path)
+  results = loop.train_and_evaluate(changed, tmp_path, fresh=True)
+  assert 'test' in results
+  assert list(tmp_path.parent.glob(f'{tmp_path.name}.old-*'))
+
+
+def test_unreadable_latest_checkpoint_falls_back(tmp_path):
+  ckpts = checkpoint.Checkpoints(tmp_path)
+  state = {'w': np.arange(4.0, dtype=np.float32)}
+  for step in (1, 2):
+    ckpts.save(step, {'w': state['w'] * step}, {'step': step}, best=False)
+  ckpts.wait()
+  for f in (tmp_path / 'latest' / '2').rglob('*'):
+    if f.is_file() and 'state' in str(f):
+      f.write_bytes(b'garbage')
+  abstract = {'w': jnp.zeros(4, jnp.float32)}
+  restored, meta = ckpts.restore_latest(abstract)
+  assert meta == {'step': 1}
+  np.testing.assert_array_equal(restored['w'], state['w'])
+  assert (tmp_path / 'latest.corrupt-2').is_dir()
+
+  for f in (tmp_path / 'latest' / '1').rglob('*'):
+    if f.is_file() and 'state' in str(f):
+      f.write_bytes(b'garbage')
+  with pytest.raises(checkpoint.CheckpointError, match='step 1'):
+    ckpts.restore_latest(abstract)
+  ckpts.close()
