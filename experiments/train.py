@@ -11,7 +11,7 @@ differing keys unless --fresh (which moves the old run aside).
 from absl import app, flags
 from ml_collections import config_flags
 
-from jaxrec.train import loop
+from jaxrec.train import loop, writer
 
 _CONFIG = config_flags.DEFINE_config_file('config', lock_config=True)
 _WORKDIR = flags.DEFINE_string(
@@ -24,6 +24,7 @@ _FRESH = flags.DEFINE_boolean(
 
 def main(argv):
   del argv
+  writer.quiet_orbax()
   loop.train_and_evaluate(_CONFIG.value, _WORKDIR.value, fresh=_FRESH.value)
 
 

@@ -10,7 +10,7 @@ def test_bench_prints_a_table(tmp_path):
       sys.executable,
       '-m',
       'tools.bench',
-      '--only=rank,ease',
+      '--only=rank,sasrec,ease',
       '--users=300',
       '--items=200',
       '--dim=16',
@@ -27,3 +27,4 @@ def test_bench_prints_a_table(tmp_path):
   assert '| task | seconds | floor_s | floor/time | note |' in out
   assert 'rank+top20 300x200 d=16' in out
   assert 'EASE fit, 300 items' in out
+  assert 'SASRec train step B=128 L=50 d=64, 200 items' in out

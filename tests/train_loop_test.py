@@ -75,6 +75,11 @@ def test_run_record(tmp_path):
   assert list((tmp_path / 'tensorboard').glob('events.out.tfevents.*'))
   saved = json.loads((tmp_path / 'config.json').read_text())
   assert saved['train']['steps'] == 24
+  # experiments/eval.py re-ranks the best checkpoint: the same test figures.
+  again = loop.evaluate_best(tmp_path)
+  assert again['step'] == results['selected_step']
+  assert again['test'] == results['test']['metrics']
+  assert again['params_sha256'] == results['params_sha256']['selected']
   # Re-running a finished workdir returns its results without training.
   again = loop.train_and_evaluate(
     _config(steps=24, eval_every=6, log_every=3), tmp_path

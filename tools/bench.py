@@ -12,6 +12,10 @@ machine because the floor is measured in the same run.
 Rows:
   rank    full ranking + top-20 over all items for every user with a
           dot-product scorer (d=128): floor = 2 U I d flops at the XLA rate.
+  sasrec  one SASRec train step (forward, backward, Adam) at the Beauty
+          shapes of configs/sasrec.py: B=128, L=50, d=64, 2 blocks, CE over
+          12,101 items at the packed targets: floor = the step's flops (XLA's
+          cost analysis of the compiled step) at the XLA matmul rate.
   ease    EASE fit (Gram + Cholesky inverse) on `ml-1m-raw`'s train items:
           floor = one n x n x n matmul (n^3 multiply-adds) at the BLAS rate.
           The inverse itself is n^3 flops (n^3/2 multiply-adds), so its
@@ -28,13 +32,14 @@ import ml_collections as mlc
 import numpy as np
 from absl import app, flags, logging
 
-from jaxrec import native
-from jaxrec.data import registry, types
+from jaxrec import models, native
+from jaxrec.data import batching, registry, types
 from jaxrec.eval import ranking
 from jaxrec.models.linear import ease
+from jaxrec.train import loop, optim
 from jaxrec.study import report
 
-_ONLY = flags.DEFINE_list('only', ['rank', 'ease'], 'Rows to run.')
+_ONLY = flags.DEFINE_list('only', ['rank', 'sasrec', 'ease'], 'Rows to run.')
 _USERS = flags.DEFINE_integer('users', 22363, 'Users ranked (Beauty: 22,363).')
 _ITEMS = flags.DEFINE_integer('items', 12101, 'Items ranked (Beauty: 12,101).')
 _DIM = flags.DEFINE_integer('dim', 128, 'Embedding width of the scorer.')
@@ -126,6 +131,67 @@ def bench_rank(flops: dict, repeats: int) -> dict:
   ]
 
 
+def _sasrec_inputs(n_items: int, batch_size: int):
+  """A SASRec model and one Beauty-like batch (mean ~6 targets per user)."""
+  from configs import sasrec as sasrec_config
+
+  config = sasrec_config.get_config('dataset=beauty')
+  model = models.get_neural_model('sasrec')(config.model, n_items)
+  rng = np.random.default_rng(0)
+  n_users = 4096
+  lengths = np.minimum(rng.geometric(1 / 6.8, n_users) + 1, 200)
+  users = np.repeat(np.arange(n_users), lengths)
+  part = types.Part.from_events(
+    users, rng.integers(0, n_items, len(users)), n_users
+  )
+  split = types.Split(
+    name='bench',
+    kind='sequential',
+    n_users=n_users,
+    n_items=n_items,
+    train=part,
+    valid=part,
+    test=part,
+  )
+  plan = batching.BatchPlan(batch_size, seed=0, epochs=20)
+  data = model.train_data(split, plan)
+  index, weights = batching.batch_indices(len(data), batch_size, 0, 0)
+  return config, model, model.train_batch(data, index, weights), data.budget
+
+
+def bench_sasrec(flops: dict, repeats: int) -> list[dict]:
+  n_items, batch_size = _ITEMS.value, 128
+  config, model, batch, budget = _sasrec_inputs(n_items, batch_size)
+  tx = optim.make(config.optim, 1000)
+  params = model.init(jax.random.key(0), batch)
+  state = loop.TrainState(jnp.zeros((), jnp.int32), params, tx.init(params))
+  step = jax.jit(loop._make_train_step(model, tx), donate_argnums=0)
+  rng = jax.random.key(1)
+  compiled = step.lower(state, batch, rng).compile()
+  step_flops = compiled.cost_analysis()['flops']
+  holder = {'state': state}
+
+  def run(n=10):
+    for _ in range(n):
+      holder['state'], m = step(holder['state'], batch, rng)
+    jax.block_until_ready(m)
+
+  seconds = best_time(run, repeats) / 10
+  floor = step_flops / flops['xla']
+  return [
+    {
+      'task': f'SASRec train step B={batch_size} L=50 d=64, {n_items} items',
+      'seconds': seconds,
+      'floor_s': floor,
+      'floor/time': floor / seconds,
+      'note': (
+        f'{1 / seconds:.1f} steps/s; {step_flops / 1e9:.1f} GFLOP/step;'
+        f' {budget} packed targets of {batch_size * 50}'
+      ),
+    }
+  ]
+
+
 def _random_train(n_users: int, n_items: int):
   dense = np.random.default_rng(0).random((n_users, n_items)) < 0.03
   return types.Part.from_events(*np.nonzero(dense), n_users).to_csr(n_items)
@@ -177,7 +243,7 @@ def main(argv):
       ),
     }
   ]
-  benches = {'rank': bench_rank, 'ease': bench_ease}
+  benches = {'rank': bench_rank, 'sasrec': bench_sasrec, 'ease': bench_ease}
   for name in _ONLY.value:
     if name not in benches:
       raise KeyError(f'unknown bench {name!r}; known: {sorted(benches)}')

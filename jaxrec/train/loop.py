@@ -24,6 +24,7 @@ last checkpoint is always finite.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import pathlib
 import time
@@ -164,6 +165,112 @@ class _Window:
     return {'train/loss': total / max(count, 1.0), 'train/grad_norm': grad_norm}
 
 
+@dataclasses.dataclass(frozen=True)
+class _Setup:
+  """What a run and a re-evaluation share: model, data, mesh, state shape."""
+
+  config: mlc.ConfigDict
+  model: Any
+  data: Any
+  per_epoch: int
+  total_steps: int
+  mesh: jax.sharding.Mesh
+  repl: jax.sharding.NamedSharding
+  tx: optax.GradientTransformation
+  init_key: jax.Array
+  train_key: jax.Array
+  rows: slice
+
+  @classmethod
+  def build(cls, config: mlc.ConfigDict, split: types.Split) -> _Setup:
+    tc = config.train
+    model = models.get_neural_model(config.model.name)(
+      config.model, split.n_items
+    )
+    batch_size = int(tc.batch_size)
+    per_epoch = batching.steps_per_epoch(model.train_size(split), batch_size)
+    total_steps = int(tc.steps) or int(tc.epochs) * per_epoch
+    plan = batching.BatchPlan(
+      batch_size,
+      config.seed,
+      epochs=-(-total_steps // per_epoch),
+      groups=jax.device_count(),
+      hosts=jax.process_count(),
+    )
+    parallel.check_batch_size(batch_size)
+    mesh = parallel.make_mesh()
+    init_key, train_key = jax.random.split(jax.random.key(config.seed))
+    return cls(
+      config,
+      model,
+      model.train_data(split, plan),
+      per_epoch,
+      total_steps,
+      mesh,
+      parallel.replicated(mesh),
+      optim.make(config.optim, total_steps),
+      init_key,
+      train_key,
+      batching.host_slice(batch_size, jax.process_index(), jax.process_count()),
+    )
+
+  def host_batch(self, step: int):
+    """This host's rows of the batch of global step `step`."""
+    index, weights = batching.batch_indices(
+      len(self.data), int(self.config.train.batch_size), self.config.seed, step
+    )
+    return self.model.train_batch(
+      self.data, index[self.rows], weights[self.rows]
+    )
+
+  def init_state(self) -> TrainState:
+    params = self.model.init(self.init_key, self.host_batch(0))
+    return TrainState(jnp.zeros((), jnp.int32), params, self.tx.init(params))
+
+  @property
+  def abstract(self):
+    """The state's shapes and (replicated) shardings, for restoring."""
+    shapes = jax.eval_shape(self.init_state)
+    return jax.tree.map(
+      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=self.repl),
+      shapes,
+    )
+
+
+def evaluate_best(workdir: str | pathlib.Path) -> dict:
+  """Re-ranks valid and test with a finished or running workdir's best
+  checkpoint (experiments/eval.py); writes and returns eval.json's dict.
+
+  This re-measures the state validation already selected; it selects
+  nothing, so it cannot leak test data into a choice.
+  """
+  workdir = pathlib.Path(workdir)
+  config = mlc.ConfigDict(json.loads((workdir / 'config.json').read_text()))
+  split = fit_linear.load_split(config)
+  run = _Setup.build(config, split)
+  ckpts = checkpoint.Checkpoints(workdir / 'checkpoints')
+  try:
+    state, meta = ckpts.restore_best(run.abstract)
+  finally:
+    ckpts.close()
+  protocol = fit_linear.make_protocol(split, config.eval)
+  scorer = ModelScorer(run.model)
+  scorer.params = jax.device_put(state.params, jax.local_devices()[0])
+  step = int(state.step)
+  valid = protocol.validate(scorer, step)
+  test = protocol.final_test(scorer, step)
+  out = {
+    'step': step,
+    'valid': valid.metrics,
+    'test': test.metrics,
+    'test_coverage': test.coverage,
+    'params_sha256': record.tree_sha256(state.params),
+    'environment': record.environment(),
+  }
+  record.write_json(workdir / 'eval.json', out)
+  return out
+
+
 def train_and_evaluate(
   config: mlc.ConfigDict,
   workdir: str | pathlib.Path,
@@ -193,60 +300,23 @@ def train_and_evaluate(
       logging.info('%s is complete; returning its results', workdir)
       return done
 
-  # Data ---------------------------------------------------------------------
+  # Data, mesh, state ---------------------------------------------------------
   split = split if split is not None else fit_linear.load_split(config)
   logging.info('split: %s', split.summary())
   protocol = fit_linear.make_protocol(split, config.eval)
-  model = models.get_neural_model(config.model.name)(
-    config.model, split.n_items
-  )
-  batch_size = int(tc.batch_size)
-  n_train = model.train_size(split)
-  per_epoch = batching.steps_per_epoch(n_train, batch_size)
-  total_steps = int(tc.steps) or int(tc.epochs) * per_epoch
-  plan = batching.BatchPlan(
-    batch_size,
-    config.seed,
-    epochs=-(-total_steps // per_epoch),
-    groups=jax.device_count(),
-    hosts=jax.process_count(),
-  )
-  data = model.train_data(split, plan)
+  run = _Setup.build(config, split)
+  model, mesh, repl, abstract = run.model, run.mesh, run.repl, run.abstract
+  per_epoch, total_steps = run.per_epoch, run.total_steps
+  host_batch = run.host_batch
   eval_every = int(tc.eval_every) or per_epoch
-  rows = batching.host_slice(
-    batch_size, jax.process_index(), jax.process_count()
-  )
-
-  def host_batch(step: int):
-    index, weights = batching.batch_indices(
-      len(data), batch_size, config.seed, step
-    )
-    return model.train_batch(data, index[rows], weights[rows])
-
-  # Mesh ---------------------------------------------------------------------
-  mesh = parallel.make_mesh()
-  parallel.check_batch_size(batch_size)
-  repl = parallel.replicated(mesh)
-
-  # State --------------------------------------------------------------------
-  tx = optim.make(config.optim, total_steps)
-  init_key, train_key = jax.random.split(jax.random.key(config.seed))
-
-  def init_state():
-    params = model.init(init_key, host_batch(0))
-    return TrainState(jnp.zeros((), jnp.int32), params, tx.init(params))
-
-  abstract = jax.eval_shape(init_state)
-  abstract = jax.tree.map(
-    lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=repl), abstract
-  )
+  train_key = run.train_key
 
   # Restore ------------------------------------------------------------------
   ckpts = checkpoint.Checkpoints(workdir / 'checkpoints')
   restored = ckpts.restore_latest(abstract)
   stopped = False
   if restored is None:
-    state = jax.jit(init_state, out_shardings=repl)()
+    state = jax.jit(run.init_state, out_shardings=repl)()
     logging.info('new run: %d steps (%d per epoch)', total_steps, per_epoch)
   else:
     state, meta = restored
@@ -261,7 +331,7 @@ def train_and_evaluate(
 
   # Compile ------------------------------------------------------------------
   traces = {'train_step': 0}
-  step_fn = _make_train_step(model, tx)
+  step_fn = _make_train_step(model, run.tx)
 
   def counted_step(*args):
     # Runs at trace time only. Shapes are static, so a second trace is a

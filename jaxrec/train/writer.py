@@ -10,6 +10,7 @@ the same as an uninterrupted one.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import pathlib
 
@@ -51,7 +52,8 @@ class MetricWriter:
     }
     record.append_jsonl(self.path, row)
     for key, value in scalars.items():
-      self._tb.add_scalar(key, float(value), int(step))
+      # TensorBoard tag names allow no '@': ndcg@10 -> ndcg_10.
+      self._tb.add_scalar(key.replace('@', '_'), float(value), int(step))
 
   def flush(self) -> None:
     self._tb.flush()
@@ -65,3 +67,14 @@ def progress(total: int, initial: int, desc: str) -> tqdm.tqdm:
   return tqdm.tqdm(
     total=total, initial=initial, desc=desc, unit='step', disable=None
   )
+
+
+def _not_orbax_info(rec: logging.LogRecord) -> bool:
+  return rec.levelno >= logging.WARNING or '/orbax/' not in rec.pathname
+
+
+def quiet_orbax() -> None:
+  """Drops Orbax's INFO lines (dozens per save) from the absl log."""
+  logger = logging.getLogger('absl')
+  if _not_orbax_info not in logger.filters:
+    logger.addFilter(_not_orbax_info)
