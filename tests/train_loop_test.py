@@ -191,3 +191,18 @@ def test_unreadable_latest_checkpoint_falls_back(tmp_path):
   with pytest.raises(checkpoint.CheckpointError, match='step 1'):
     ckpts.restore_latest(abstract)
   ckpts.close()
+
+
+def test_half_written_step_from_a_killed_save_is_cleaned(tmp_path):
+  ckpts = checkpoint.Checkpoints(tmp_path)
+  ckpts.save(1, {'w': np.ones(3, np.float32)}, {'step': 1}, best=False)
+  ckpts.close()
+  tmp = tmp_path / 'latest' / '2.orbax-checkpoint-tmp'
+  tmp.mkdir()
+  (tmp / 'partial').write_bytes(b'x')
+  ckpts = checkpoint.Checkpoints(tmp_path)
+  _, meta = ckpts.restore_latest({'w': jnp.zeros(3, jnp.float32)})
+  assert meta == {'step': 1} and not tmp.exists()
+  ckpts.save(2, {'w': np.ones(3, np.float32)}, {'step': 2}, best=False)
+  ckpts.close()
+  assert sorted(p.name for p in (tmp_path / 'latest').iterdir()) == ['1', '2']

@@ -33,7 +33,9 @@ class CheckpointError(RuntimeError):
 def _manager(path: pathlib.Path, keep: int) -> ocp.CheckpointManager:
   return ocp.CheckpointManager(
     path.absolute(),
-    options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True),
+    options=ocp.CheckpointManagerOptions(
+      max_to_keep=keep, create=True, cleanup_tmp_directories=True
+    ),
   )
 
 
