@@ -78,6 +78,7 @@ def fit_and_evaluate(
 ) -> dict:
   """Runs one linear model end to end; returns the results.json dict."""
   start = time.time()
+  environment = record.environment()  # the code of the start of the run
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   record.write_json(workdir / 'config.json', config.to_dict())
@@ -133,7 +134,7 @@ def fit_and_evaluate(
     fits=fits,
     wall_s=time.time() - start,
     seed=config.seed,
-    environment=record.environment(),
+    environment=environment,
   )
   record.write_json(workdir / 'results.json', results)
   logging.info(

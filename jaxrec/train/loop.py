@@ -287,6 +287,8 @@ def train_and_evaluate(
     split: use this split instead of loading `config.dataset` (tests).
   """
   start = time.time()
+  # Taken now: the code that runs is the code of the start, not of the end.
+  environment = record.environment()
   workdir = pathlib.Path(workdir)
   tc = config.train
 
@@ -443,7 +445,7 @@ def train_and_evaluate(
     wall_s=time.time() - start,
     train_s_this_process=train_time,
     steps_per_s=train_steps / train_time if train_time else None,
-    environment=record.environment(),
+    environment=environment,
   )
   record.write_json(results_path, results)
   logging.info(

@@ -1,0 +1,1 @@
+"""Diffusion math in pure JAX: schedules, forward process, samplers."""
