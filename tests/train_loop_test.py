@@ -1,6 +1,7 @@
 """The training loop: run record, exact resume after SIGKILL, sharding,
 compile-once, NaN stop, config refusal."""
 
+import importlib
 import json
 import os
 import pathlib
@@ -14,6 +15,7 @@ import numpy as np
 import pytest
 
 from configs import sasrec as sasrec_config
+from jaxrec import models
 from jaxrec.models import sasrec
 from jaxrec.train import checkpoint, loop
 
@@ -206,3 +208,15 @@ def test_half_written_step_from_a_killed_save_is_cleaned(tmp_path):
   ckpts.save(2, {'w': np.ones(3, np.float32)}, {'step': 2}, best=False)
   ckpts.close()
   assert sorted(p.name for p in (tmp_path / 'latest').iterdir()) == ['1', '2']
+
+
+@pytest.mark.parametrize('name', sorted(models.NEURAL_MODELS))
+def test_every_neural_config_runs_its_tiny_variant(name, tmp_path):
+  module = importlib.import_module(f'configs.{name}')
+  config = module.get_config('dataset=synthetic-seq,tiny')
+  config.train.update(steps=6, eval_every=3)
+  results = loop.train_and_evaluate(config, tmp_path)
+  assert results['model'] == name
+  assert [v['tag'] for v in results['valid_curve']] == [3, 6]
+  assert results['traces'] == {'train_step': 1, 'score': 1}
+  assert np.isfinite(results['test']['metrics']['ndcg@10'])

@@ -183,3 +183,44 @@ def pack(mask: np.ndarray, groups: int, budget: int):
   g, p = np.nonzero(per_group)
   positions[filled] = p
   return positions, filled
+
+
+@dataclasses.dataclass(frozen=True)
+class PrefixExamples:
+  """One example per training event after a user's first: every prefix.
+
+  DiffuRec (and ADRec's data) train on each prefix of each sequence: the
+  input is the previous L items, the target the event itself.
+
+  Attributes:
+    users: int64[N] the user of each example.
+    inputs: int32[N, L] the previous L items, shifted by one, left-padded.
+    targets: int32[N] the target item, shifted by one (1..n_items).
+  """
+
+  users: np.ndarray
+  inputs: np.ndarray
+  targets: np.ndarray
+
+  @staticmethod
+  def count(part: types.Part) -> int:
+    return int(np.maximum(part.lengths - 1, 0).sum())
+
+  @classmethod
+  def from_part(cls, part: types.Part, length: int) -> PrefixExamples:
+    users = part.users
+    first = part.indptr[users]
+    events = np.flatnonzero(np.arange(part.nnz) > first)  # not a first event
+    if not len(events):
+      raise ValueError('no user has two training events; nothing to train')
+    window = events[:, None] - length + np.arange(length)  # [N, L] indices
+    valid = window >= first[events][:, None]
+    inputs = np.where(valid, part.items[np.maximum(window, 0)] + 1, PAD)
+    return cls(
+      users[events],
+      inputs.astype(np.int32),
+      (part.items[events] + 1).astype(np.int32),
+    )
+
+  def __len__(self) -> int:
+    return len(self.targets)

@@ -49,6 +49,7 @@ def ddpm(
   predict: Literal['x0', 'eps'] = 'x0',
   variance: Literal['small', 'large'] = 'small',
   noise: bool = True,
+  noise_fn: Callable[[jax.Array, tuple], jax.Array] | None = None,
 ) -> jax.Array:
   """x_0 from x_{T-1} = `x_start` through steps T-1, ..., 0.
 
@@ -60,6 +61,9 @@ def ddpm(
     predict: what the model outputs.
     variance: 'small' (posterior) or 'large' (beta_t).
     noise: add noise at t > 0 (ancestral); False follows the means.
+    noise_fn: `(t, shape) -> standard normal draws` for step t; default
+      `normal(fold_in(rng, t), shape)`. Models pass per-example streams so
+      that an example's sample does not depend on its batch.
   """
   if variance not in ('small', 'large'):
     raise ValueError(f"variance={variance!r}; expected 'small' or 'large'")
@@ -71,7 +75,10 @@ def ddpm(
       return mean, None
     if variance == 'large':
       log_var = forward.extract(schedule.log_variance_large, t, x.ndim)
-    z = jax.random.normal(jax.random.fold_in(rng, t), x.shape, x.dtype)
+    if noise_fn is None:
+      z = jax.random.normal(jax.random.fold_in(rng, t), x.shape, x.dtype)
+    else:
+      z = noise_fn(t, x.shape)
     return mean + jnp.where(t > 0, jnp.exp(0.5 * log_var), 0.0) * z, None
 
   ts = jnp.arange(schedule.steps - 1, -1, -1, dtype=jnp.int32)

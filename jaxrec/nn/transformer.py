@@ -46,26 +46,36 @@ class Block(nn.Module):
     heads: attention heads.
     dropout: rate on attention weights and both residual branches.
     ffn_mult: feed-forward width as a multiple of the model width.
+    activation: 'relu' (SASRec) or 'gelu' (tanh approximation; DiffuRec).
+    out_dropout: a further dropout on the block's output (DiffuRec).
+    ln_eps: LayerNorm epsilon.
   """
 
   heads: int
   dropout: float
   ffn_mult: int = 1
+  activation: str = 'relu'
+  out_dropout: bool = False
+  ln_eps: float = 1e-8
 
   @nn.compact
   def __call__(self, x, mask, train: bool):
     """x: [B, L, D]; mask: bool[B, 1, L, L]. Returns [B, L, D]."""
     dim = x.shape[-1]
-    h = nn.LayerNorm(epsilon=1e-8)(x)
+    drop = lambda h: nn.Dropout(self.dropout)(h, deterministic=not train)
+    h = nn.LayerNorm(epsilon=self.ln_eps)(x)
     h = nn.MultiHeadDotProductAttention(
       num_heads=self.heads,
       dropout_rate=self.dropout,
       deterministic=not train,
     )(h, h, mask=mask)
-    x = x + nn.Dropout(self.dropout)(h, deterministic=not train)
-    h = nn.LayerNorm(epsilon=1e-8)(x)
+    x = x + drop(h)
+    h = nn.LayerNorm(epsilon=self.ln_eps)(x)
     h = nn.Dense(dim * self.ffn_mult)(h)
-    h = nn.relu(h)
-    h = nn.Dropout(self.dropout)(h, deterministic=not train)
-    h = nn.Dense(dim)(h)
-    return x + nn.Dropout(self.dropout)(h, deterministic=not train)
+    h = ACTIVATIONS[self.activation](h)
+    h = nn.Dense(dim)(drop(h))
+    x = x + drop(h)
+    return drop(x) if self.out_dropout else x
+
+
+ACTIVATIONS = {'relu': nn.relu, 'gelu': lambda h: nn.gelu(h, approximate=True)}

@@ -208,7 +208,7 @@ class _Setup:
       total_steps,
       mesh,
       parallel.replicated(mesh),
-      optim.make(config.optim, total_steps),
+      optim.make(config.optim, total_steps, per_epoch),
       init_key,
       train_key,
       batching.host_slice(batch_size, jax.process_index(), jax.process_count()),
@@ -310,7 +310,9 @@ def train_and_evaluate(
   model, mesh, repl, abstract = run.model, run.mesh, run.repl, run.abstract
   per_epoch, total_steps = run.per_epoch, run.total_steps
   host_batch = run.host_batch
-  eval_every = int(tc.eval_every) or per_epoch
+  eval_every = int(tc.eval_every) or per_epoch * int(
+    tc.get('eval_every_epochs', 1)
+  )
   train_key = run.train_key
 
   # Restore ------------------------------------------------------------------

@@ -1,8 +1,9 @@
 """Optax optimizers and learning-rate schedules from `config.optim`.
 
 Fields: name ('adam' | 'adamw' | 'sgd'), lr, b1, b2, eps, weight_decay
-(decoupled, adamw only), schedule ('constant' | 'cosine' | 'linear'),
-warmup_steps, grad_clip (global norm; 0 = off).
+(decoupled, adamw only), schedule ('constant' | 'cosine' | 'linear' |
+'step', with decay_epochs and decay_rate), warmup_steps, grad_clip (global
+norm; 0 = off).
 """
 
 from __future__ import annotations
@@ -10,15 +11,28 @@ from __future__ import annotations
 import ml_collections as mlc
 import optax
 
-SCHEDULES = ('constant', 'cosine', 'linear')
+SCHEDULES = ('constant', 'cosine', 'linear', 'step')
 
 
-def learning_rate(config: mlc.ConfigDict, total_steps: int) -> optax.Schedule:
-  """The schedule: linear warm-up, then constant / cosine / linear decay."""
+def learning_rate(
+  config: mlc.ConfigDict, total_steps: int, steps_per_epoch: int = 1
+) -> optax.Schedule:
+  """Linear warm-up, then constant / cosine / linear / step decay.
+
+  'step' multiplies the rate by `decay_rate` every `decay_epochs` epochs
+  (PyTorch's StepLR, as DiffuRec).
+  """
   warmup = int(config.warmup_steps)
   rest = max(1, total_steps - warmup)
   if config.schedule == 'constant':
     decay = optax.constant_schedule(config.lr)
+  elif config.schedule == 'step':
+    decay = optax.exponential_decay(
+      config.lr,
+      transition_steps=int(config.decay_epochs) * steps_per_epoch,
+      decay_rate=config.decay_rate,
+      staircase=True,
+    )
   elif config.schedule == 'cosine':
     decay = optax.cosine_decay_schedule(config.lr, rest)
   elif config.schedule == 'linear':
@@ -34,9 +48,9 @@ def learning_rate(config: mlc.ConfigDict, total_steps: int) -> optax.Schedule:
   )
 
 
-def make(config: mlc.ConfigDict, total_steps: int):
+def make(config: mlc.ConfigDict, total_steps: int, steps_per_epoch: int = 1):
   """The optimizer of `config` (a GradientTransformation)."""
-  lr = learning_rate(config, total_steps)
+  lr = learning_rate(config, total_steps, steps_per_epoch)
   if config.name == 'adam':
     tx = optax.adam(lr, b1=config.b1, b2=config.b2, eps=config.eps)
   elif config.name == 'adamw':
@@ -68,5 +82,7 @@ def default_config() -> mlc.ConfigDict:
       'schedule': 'constant',
       'warmup_steps': 0,
       'grad_clip': 0.0,
+      'decay_epochs': 100,  # 'step' schedule only
+      'decay_rate': 0.1,
     }
   )

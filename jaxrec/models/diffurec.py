@@ -1,0 +1,249 @@
+"""DiffuRec (Li et al., TOIS 2024; arXiv 2304.00686; WHUIR/DiffuRec).
+
+The target item's embedding x_0 is diffused over T = 32 truncated-linear
+steps; an approximator reads the user's history plus lambda * (x_t + t-emb),
+lambda ~ N(0.001, 0.001) drawn per element, through a 4-block bidirectional
+transformer, and predicts x_0 from the last position. Training: CE of x0_hat
+against all item embeddings, on every prefix of every training sequence,
+t uniform (the official code builds a loss-aware sampler but never updates
+it, so it samples uniformly). Inference: x_{T-1} ~ N(0, I), 32 ancestral
+steps with the fixed-large variance, scores = x0_hat . item embeddings.
+
+Facts from the official code (src/diffurec.py, src/model.py, src/main.py):
+item embeddings N(0, 1) init, embedding dropout 0.3 then LayerNorm (1e-12),
+no position embeddings, 4 heads, GELU FFN of 4x width, dropout 0.1, the
+approximator's output LayerNorm after dropout, timesteps rescaled by 1000/T
+before the sinusoidal embedding, a 2-layer SiLU MLP for it.
+
+Official quirks behind flags (defaults are the correct behaviour):
+  mask_axis='query'  the padding mask is built on the query axis, so real
+                     positions attend to padding (official: 'query').
+  padding_in_softmax=True  the padding row is a class of the training CE
+                     (official: True). The official code also scores it at
+                     ranking, where it can take a top-K slot; jaxrec's item
+                     space has no padding item, so ranking never does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import ml_collections as mlc
+import numpy as np
+import optax
+from flax import linen as nn
+
+from jaxrec.data import batching, types
+from jaxrec.diffusion import forward, samplers, schedules, timesteps
+from jaxrec.nn import transformer
+
+
+class DiffuRecNet(nn.Module):
+  """The item encoder and the x_0 approximator."""
+
+  n_items: int
+  dim: int
+  heads: int
+  blocks: int
+  dropout: float
+  emb_dropout: float
+  lambda_uncertainty: float
+  steps: int
+  mask_axis: transformer.MaskAxis = 'key'
+
+  def setup(self):
+    self.item_emb = nn.Embed(
+      self.n_items + 1, self.dim, embedding_init=nn.initializers.normal(1.0)
+    )
+    self.emb_norm = nn.LayerNorm(epsilon=1e-12)
+    self.time_mlp = [nn.Dense(4 * self.dim), nn.Dense(self.dim)]
+    self.layers = [
+      transformer.Block(
+        self.heads,
+        self.dropout,
+        ffn_mult=4,
+        activation='gelu',
+        out_dropout=True,
+        ln_eps=1e-12,
+      )
+      for _ in range(self.blocks)
+    ]
+    self.out_norm = nn.LayerNorm(epsilon=1e-12)
+    self.drop = nn.Dropout(self.dropout)
+    self.emb_drop = nn.Dropout(self.emb_dropout)
+
+  def encode(self, seq, train: bool):
+    """[B, L] items -> [B, L, D] history representation."""
+    h = self.emb_drop(self.item_emb(seq), deterministic=not train)
+    return self.emb_norm(h)
+
+  def denoise(self, history, valid, x_t, t, lam_noise, train: bool):
+    """x0_hat [B, D] from the history [B, L, D], x_t [B, D], t [B].
+
+    lam_noise: [B, L, D] standard normal draws for lambda.
+    """
+    t_emb = timesteps.sinusoidal_embedding(t * (1000.0 / self.steps), self.dim)
+    t_emb = self.time_mlp[1](nn.silu(self.time_mlp[0](t_emb)))
+    lam = self.lambda_uncertainty * (1.0 + lam_noise)
+    h = history + lam * (x_t + t_emb)[:, None, :]
+    mask = transformer.attention_mask(valid, False, self.mask_axis)
+    for layer in self.layers:
+      h = layer(h, mask, train)
+    h = self.out_norm(self.drop(h, deterministic=not train))
+    return h[:, -1]
+
+  def embed_items(self, items):
+    return self.item_emb(items)
+
+  def table(self):
+    return self.item_emb.embedding
+
+
+@dataclasses.dataclass(frozen=True)
+class DiffuRec:
+  """The trainer's model surface (see jaxrec.models and ARCHITECTURE.md).
+
+  Attributes:
+    config: `config.model`: max_len, dim, heads, blocks, dropout,
+      emb_dropout, lambda_uncertainty, steps, schedule, mask_axis,
+      padding_in_softmax, eval_seed.
+    n_items: real items (ids 0..n_items-1 in the split; +1 inside).
+  """
+
+  config: mlc.ConfigDict
+  n_items: int
+
+  @property
+  def net(self) -> DiffuRecNet:
+    c = self.config
+    return DiffuRecNet(
+      self.n_items,
+      c.dim,
+      c.heads,
+      c.blocks,
+      c.dropout,
+      c.emb_dropout,
+      c.lambda_uncertainty,
+      c.steps,
+      c.mask_axis,
+    )
+
+  @property
+  def schedule(self) -> schedules.Schedule:
+    return schedules.make(self.config.schedule, self.config.steps)
+
+  # Host side ---------------------------------------------------------------
+
+  def train_size(self, split: types.Split) -> int:
+    return batching.PrefixExamples.count(split.train)
+
+  def train_data(self, split: types.Split, plan: batching.BatchPlan):
+    del plan
+    return batching.PrefixExamples.from_part(split.train, self.config.max_len)
+
+  def train_batch(self, data, index: np.ndarray, weights: np.ndarray) -> dict:
+    return {
+      'inputs': data.inputs[index],
+      'targets': data.targets[index],
+      'weights': weights,
+    }
+
+  def make_batch(self, history: types.Part, users: np.ndarray) -> dict:
+    return {
+      'inputs': batching.last_items(history, users, self.config.max_len),
+      'users': np.asarray(users, np.int32),
+    }
+
+  # Pure functions ----------------------------------------------------------
+
+  def init(self, rng: jax.Array, batch: dict):
+    b, length = batch['inputs'].shape
+    dim = self.config.dim
+
+    def both(net, seq):
+      hist = net.encode(seq, False)
+      x = jnp.zeros((b, dim))
+      zeros = jnp.zeros((b, length, dim))
+      return net.denoise(hist, seq > 0, x, jnp.zeros(b), zeros, False)
+
+    return self.net.init(rng, batch['inputs'], method=both)['params']
+
+  def _logits(self, params, x0_hat):
+    table = self.net.apply({'params': params}, method=DiffuRecNet.table)
+    if not self.config.padding_in_softmax:
+      table = table[1:]
+    return x0_hat @ table.T
+
+  def loss(self, params, batch: dict, rng: jax.Array, step):
+    """CE of x0_hat against every item, at a uniform random t.
+
+    Returns:
+      (mean loss, {'loss_sum', 'count'}) over the weighted examples.
+    """
+    del step
+    net, schedule = self.net, self.schedule
+    seq, targets = batch['inputs'], batch['targets']
+    k_t, k_noise, k_lam, k_drop = jax.random.split(rng, 4)
+    b = seq.shape[0]
+    t, _ = timesteps.uniform(k_t, (b,), schedule.steps)
+
+    def run(net):
+      history = net.encode(seq, True)
+      x0 = net.embed_items(targets)
+      noise = jax.random.normal(k_noise, x0.shape)
+      x_t = forward.q_sample(schedule, x0, t, noise)
+      lam = jax.random.normal(k_lam, history.shape)
+      return net.denoise(history, seq > 0, x_t, t, lam, True)
+
+    x0_hat = nn.apply(run, net)({'params': params}, rngs={'dropout': k_drop})
+    logits = self._logits(params, x0_hat)
+    labels = targets if self.config.padding_in_softmax else targets - 1
+    ce = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+    w = batch['weights']
+    total, count = jnp.sum(ce * w), jnp.sum(w)
+    return total / jnp.maximum(count, 1.0), {'loss_sum': total, 'count': count}
+
+  def score(self, params, batch: dict, rng: jax.Array | None = None):
+    """[B, n_items] scores after T reverse steps from pure noise.
+
+    The noise of user u is drawn from fold_in(key(eval_seed), u), so a
+    user's scores do not depend on the batch it is ranked in.
+    """
+    del rng
+    net, schedule = self.net, self.schedule
+    seq = batch['inputs']
+    base = jax.random.key(self.config.eval_seed)
+    keys = jax.vmap(lambda u: jax.random.fold_in(base, u))(batch['users'])
+    dim = self.config.dim
+
+    def draw(tag, shape):
+      return jax.vmap(
+        lambda k: jax.random.normal(jax.random.fold_in(k, tag), shape)
+      )(keys)
+
+    def run(net):
+      history = net.encode(seq, False)
+      valid = seq > 0
+      b, length = seq.shape
+
+      steps = schedule.steps
+
+      def model_fn(x, t):
+        lam = draw(steps + t, (length, dim))
+        return net.denoise(history, valid, x, jnp.full(b, t), lam, False)
+
+      x_start = draw(2 * steps, (dim,))
+      return samplers.ddpm(
+        model_fn,
+        schedule,
+        x_start,
+        None,
+        variance='large',
+        noise_fn=lambda t, shape: draw(t, shape[1:]),
+      )
+
+    x0_hat = nn.apply(run, net)({'params': params})
+    table = net.apply({'params': params}, method=DiffuRecNet.table)
+    return x0_hat @ table[1:].T
