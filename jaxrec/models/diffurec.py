@@ -37,6 +37,7 @@ from flax import linen as nn
 
 from jaxrec.data import batching, types
 from jaxrec.diffusion import forward, samplers, schedules, timesteps
+from jaxrec.nn import dropout as dropout_lib
 from jaxrec.nn import transformer
 
 
@@ -67,12 +68,13 @@ class DiffuRecNet(nn.Module):
         activation='gelu',
         out_dropout=True,
         ln_eps=1e-12,
+        fast_dropout=True,
       )
       for _ in range(self.blocks)
     ]
     self.out_norm = nn.LayerNorm(epsilon=1e-12)
-    self.drop = nn.Dropout(self.dropout)
-    self.emb_drop = nn.Dropout(self.emb_dropout)
+    self.drop = dropout_lib.Dropout(self.dropout)
+    self.emb_drop = dropout_lib.Dropout(self.emb_dropout)
 
   def encode(self, seq, train: bool):
     """[B, L] items -> [B, L, D] history representation."""
