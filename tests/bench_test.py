@@ -10,7 +10,7 @@ def test_bench_prints_a_table(tmp_path):
       sys.executable,
       '-m',
       'tools.bench',
-      '--only=rank,sasrec,ease',
+      '--only=rank,sasrec,diffurec,ease',
       '--users=300',
       '--items=200',
       '--dim=16',
@@ -28,3 +28,4 @@ def test_bench_prints_a_table(tmp_path):
   assert 'rank+top20 300x200 d=16' in out
   assert 'EASE fit, 300 items' in out
   assert 'SASRec train step B=128 L=50 d=64, 200 items' in out
+  assert 'DiffuRec train step B=512 L=50 d=128, 200 items' in out

@@ -5,6 +5,7 @@ import importlib
 import json
 import os
 import pathlib
+import shutil
 import signal
 import subprocess
 import sys
@@ -220,3 +221,17 @@ def test_every_neural_config_runs_its_tiny_variant(name, tmp_path):
   assert [v['tag'] for v in results['valid_curve']] == [3, 6]
   assert results['traces'] == {'train_step': 1, 'score': 1}
   assert np.isfinite(results['test']['metrics']['ndcg@10'])
+
+
+def test_resume_repairs_a_best_save_cut_off_by_a_kill(tmp_path):
+  config = lambda: _config(steps=6, eval_every=3)
+  first = loop.train_and_evaluate(config(), tmp_path)
+  best = first['selected_step']
+  (tmp_path / 'results.json').unlink()
+  ckpt = tmp_path / 'checkpoints'
+  if best == 3:  # make step 3 the latest, as if killed right after it
+    shutil.rmtree(ckpt / 'latest' / '6')
+  shutil.rmtree(ckpt / 'best' / str(best))  # its best save never landed
+  again = loop.train_and_evaluate(config(), tmp_path)
+  assert again['test'] == first['test']
+  assert again['params_sha256'] == first['params_sha256']

@@ -117,6 +117,9 @@ class DiffuRec:
   config: mlc.ConfigDict
   n_items: int
 
+  # Config keys that switch an official-code quirk; the run record lists them.
+  QUIRKS = ('mask_axis', 'padding_in_softmax')
+
   @property
   def net(self) -> DiffuRecNet:
     c = self.config

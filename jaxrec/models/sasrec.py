@@ -81,6 +81,9 @@ class SASRec:
   config: mlc.ConfigDict
   n_items: int
 
+  # Config keys that switch an official-code quirk; the run record lists them.
+  QUIRKS = ('mask_axis',)
+
   @property
   def net(self) -> SASRecNet:
     c = self.config

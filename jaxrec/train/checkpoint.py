@@ -56,6 +56,15 @@ class Checkpoints:
     if best:
       self._best.save(step, args=args)
 
+  def save_best(self, step: int, state: Any, meta: dict) -> None:
+    """Saves `step` as the best (a resume whose best save was cut off)."""
+    self._best.save(
+      step,
+      args=ocp.args.Composite(
+        state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)
+      ),
+    )
+
   def _restore(self, manager, step: int, abstract_state: Any):
     out = manager.restore(
       step,

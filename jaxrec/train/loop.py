@@ -331,6 +331,10 @@ def train_and_evaluate(
     ]
     stopped = bool(meta['stopped'])
     logging.info('resumed from step %d', int(state.step))
+    if protocol.best()[0] == int(state.step) != ckpts.best_step():
+      # Killed between the latest and the best save of this step.
+      logging.warning('re-saving step %d as the best checkpoint', state.step)
+      ckpts.save_best(int(state.step), state, meta)
   step = start_step = int(state.step)
 
   # Compile ------------------------------------------------------------------
@@ -437,7 +441,7 @@ def train_and_evaluate(
     steps_per_epoch=per_epoch,
     stopped_early=stopped,
     seed=config.seed,
-    quirks={'mask_axis': config.model.get('mask_axis', 'key')},
+    quirks={k: config.model[k] for k in getattr(model, 'QUIRKS', ())},
     devices=[str(d) for d in jax.devices()],
     traces={**traces, 'score': scorer.traces},
     params_sha256={
