@@ -51,6 +51,9 @@ def _ref_betas(name, steps, **kw):
   if name == 'beta_cdf':
     f = lambda s: 1 - (1 - 1e-4) * scipy.special.betainc(2.0, 2.0, s)
     return _from_alpha_bar(f, steps)
+  if name == 'exp':
+    x = np.linspace(1, 2 * steps + 1, steps)
+    return 1 - np.exp(-0.1 / steps - x * 0.5 * 9.9 / steps**2)
   raise KeyError(name)
 
 
@@ -145,6 +148,12 @@ def test_sinusoidal_embedding():
   freqs = np.exp(-math.log(10000) * np.arange(3) / 3)
   args = t[..., None] * freqs
   want = np.concatenate([np.cos(args), np.sin(args), np.zeros((2, 2, 1))], -1)
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+  # DreamRec's variant: sin first, frequencies over half - 1.
+  got = timesteps.sinusoidal_embedding(t, 8, sin_first=True, freq_shift=1)
+  freqs = np.exp(-math.log(10000) * np.arange(4) / 3)
+  args = t[..., None] * freqs
+  want = np.concatenate([np.sin(args), np.cos(args)], -1)
   np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 

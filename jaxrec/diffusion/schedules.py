@@ -19,6 +19,8 @@ Registered (`SCHEDULES`; `make(name, steps, **kwargs)`):
                overwrites the first beta with 1e-5 (`first_beta`).
   beta_cdf     alpha_bar(s) = 1 - I_s(a, b), the regularised incomplete beta
                function (a Beta(a, b) distribution of the noise level).
+  exp          DreamRec's default ('exp'): the discretised VP-SDE with beta(s)
+               linear from beta_min = 0.1 to beta_max = 10.
 """
 
 from __future__ import annotations
@@ -164,6 +166,13 @@ def _beta_cdf(steps: int, a: float = 2.0, b: float = 2.0) -> np.ndarray:
   )
 
 
+def _exp(steps: int, beta_min: float = 0.1, beta_max: float = 10.0):
+  x = np.linspace(1, 2 * steps + 1, steps, dtype=np.float64)
+  return 1.0 - np.exp(
+    -beta_min / steps - x * 0.5 * (beta_max - beta_min) / steps**2
+  )
+
+
 SCHEDULES: dict[str, Callable[..., np.ndarray]] = {
   'linear': _linear,
   'cosine': _cosine,
@@ -172,6 +181,7 @@ SCHEDULES: dict[str, Callable[..., np.ndarray]] = {
   'trunc_cos': _trunc_cos,
   'linear_var': _linear_var,
   'beta_cdf': _beta_cdf,
+  'exp': _exp,
 }
 
 

@@ -16,18 +16,36 @@ import jax
 import jax.numpy as jnp
 
 
-def sinusoidal_embedding(t, dim: int, max_period: float = 10000.0):
+def sinusoidal_embedding(
+  t,
+  dim: int,
+  max_period: float = 10000.0,
+  sin_first: bool = False,
+  freq_shift: int = 0,
+):
   """[..., dim] embedding of timesteps `t` (any shape, may be fractional).
 
-  cos of the first half of the frequencies, then sin (the order of DDPM's
-  improved code, DiffuRec and DiffRec); an odd `dim` gets a zero column.
+  Frequencies max_period^(-i / (half - freq_shift)), i < half = dim // 2.
+  By default cos then sin over them (improved DDPM, DiffuRec, DiffRec);
+  DreamRec uses sin first and freq_shift = 1. An odd `dim` gets a zero
+  column.
   """
   half = dim // 2
   freqs = jnp.exp(
-    -math.log(max_period) * jnp.arange(half, dtype=jnp.float32) / half
+    -math.log(max_period)
+    * jnp.arange(half, dtype=jnp.float32)
+    / (half - freq_shift)
   )
   args = jnp.asarray(t, jnp.float32)[..., None] * freqs
-  emb = jnp.concatenate([jnp.cos(args), jnp.sin(args)], axis=-1)
+  parts = (
+    [jnp.sin(args), jnp.cos(args)]
+    if sin_first
+    else [
+      jnp.cos(args),
+      jnp.sin(args),
+    ]
+  )
+  emb = jnp.concatenate(parts, axis=-1)
   if dim % 2:
     emb = jnp.concatenate([emb, jnp.zeros_like(emb[..., :1])], axis=-1)
   return emb

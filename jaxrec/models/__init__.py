@@ -6,13 +6,14 @@ with the surface of ARCHITECTURE.md (init, loss, score, and the host-side
 train_data, train_batch, make_batch) that `jaxrec.train.loop` trains.
 """
 
-from jaxrec.models import diffurec, sasrec
+from jaxrec.models import diffurec, dreamrec, sasrec
 from jaxrec.models.linear import ease, itemknn, toppop
 from jaxrec.models.linear.base import LinearModel
 
 NEURAL_MODELS: dict[str, type] = {
   'sasrec': sasrec.SASRec,
   'diffurec': diffurec.DiffuRec,
+  'dreamrec': dreamrec.DreamRec,
 }
 
 LINEAR_MODELS: dict[str, LinearModel] = {}
