@@ -31,12 +31,11 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 import ml_collections as mlc
-import numpy as np
 import optax
 from flax import linen as nn
 
-from jaxrec.data import batching, types
-from jaxrec.diffusion import forward, samplers, schedules, timesteps
+from jaxrec.diffusion import forward, samplers, timesteps
+from jaxrec.models import prefix
 from jaxrec.nn import dropout as dropout_lib
 from jaxrec.nn import transformer
 
@@ -104,7 +103,7 @@ class DiffuRecNet(nn.Module):
 
 
 @dataclasses.dataclass(frozen=True)
-class DiffuRec:
+class DiffuRec(prefix.PrefixModel):
   """The trainer's model surface (see jaxrec.models and ARCHITECTURE.md).
 
   Attributes:
@@ -134,32 +133,6 @@ class DiffuRec:
       c.steps,
       c.mask_axis,
     )
-
-  @property
-  def schedule(self) -> schedules.Schedule:
-    return schedules.make(self.config.schedule, self.config.steps)
-
-  # Host side ---------------------------------------------------------------
-
-  def train_size(self, split: types.Split) -> int:
-    return batching.PrefixExamples.count(split.train)
-
-  def train_data(self, split: types.Split, plan: batching.BatchPlan):
-    del plan
-    return batching.PrefixExamples.from_part(split.train, self.config.max_len)
-
-  def train_batch(self, data, index: np.ndarray, weights: np.ndarray) -> dict:
-    return {
-      'inputs': data.inputs[index],
-      'targets': data.targets[index],
-      'weights': weights,
-    }
-
-  def make_batch(self, history: types.Part, users: np.ndarray) -> dict:
-    return {
-      'inputs': batching.last_items(history, users, self.config.max_len),
-      'users': np.asarray(users, np.int32),
-    }
 
   # Pure functions ----------------------------------------------------------
 
@@ -219,14 +192,8 @@ class DiffuRec:
     del rng
     net, schedule = self.net, self.schedule
     seq = batch['inputs']
-    base = jax.random.key(self.config.eval_seed)
-    keys = jax.vmap(lambda u: jax.random.fold_in(base, u))(batch['users'])
+    draw = prefix.user_normal(batch['users'], self.config.eval_seed)
     dim = self.config.dim
-
-    def draw(tag, shape):
-      return jax.vmap(
-        lambda k: jax.random.normal(jax.random.fold_in(k, tag), shape)
-      )(keys)
 
     def run(net):
       history = net.encode(seq, False)

@@ -28,11 +28,10 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 import ml_collections as mlc
-import numpy as np
 from flax import linen as nn
 
-from jaxrec.data import batching, types
-from jaxrec.diffusion import forward, samplers, schedules, timesteps
+from jaxrec.diffusion import forward, samplers, timesteps
+from jaxrec.models import prefix
 from jaxrec.nn import transformer
 
 
@@ -88,7 +87,7 @@ class DreamRecNet(nn.Module):
 
 
 @dataclasses.dataclass(frozen=True)
-class DreamRec:
+class DreamRec(prefix.PrefixModel):
   """The trainer's model surface.
 
   Attributes:
@@ -106,32 +105,6 @@ class DreamRec:
     return DreamRecNet(
       self.n_items, c.max_len, c.dim, c.heads, c.blocks, c.dropout
     )
-
-  @property
-  def schedule(self) -> schedules.Schedule:
-    return schedules.make(self.config.schedule, self.config.steps)
-
-  # Host side ---------------------------------------------------------------
-
-  def train_size(self, split: types.Split) -> int:
-    return batching.PrefixExamples.count(split.train)
-
-  def train_data(self, split: types.Split, plan: batching.BatchPlan):
-    del plan
-    return batching.PrefixExamples.from_part(split.train, self.config.max_len)
-
-  def train_batch(self, data, index: np.ndarray, weights: np.ndarray) -> dict:
-    return {
-      'inputs': data.inputs[index],
-      'targets': data.targets[index],
-      'weights': weights,
-    }
-
-  def make_batch(self, history: types.Part, users: np.ndarray) -> dict:
-    return {
-      'inputs': batching.last_items(history, users, self.config.max_len),
-      'users': np.asarray(users, np.int32),
-    }
 
   # Pure functions ----------------------------------------------------------
 
@@ -175,13 +148,7 @@ class DreamRec:
     del rng
     schedule, dim = self.schedule, self.config.dim
     seq = batch['inputs']
-    base = jax.random.key(self.config.eval_seed)
-    keys = jax.vmap(lambda u: jax.random.fold_in(base, u))(batch['users'])
-
-    def draw(tag, shape):
-      return jax.vmap(
-        lambda k: jax.random.normal(jax.random.fold_in(k, tag), shape)
-      )(keys)
+    draw = prefix.user_normal(batch['users'], self.config.eval_seed)
 
     def run(net):
       b = seq.shape[0]
