@@ -1,0 +1,73 @@
+"""Repeat one experiment over seeds; mean, standard deviation, 95 % CI.
+
+Each seed is its own run (workdir `<root>/seed<k>`, resumable like any run)
+with `config.seed = k`; the summary gives, per test metric, the mean over
+seeds, the sample standard deviation and a Student-t 95 % confidence
+interval of the mean, and keeps each seed's value. Neural configs (with a
+`train` section) go through `loop.train_and_evaluate`, the others through
+`fit_linear.fit_and_evaluate`.
+"""
+
+from __future__ import annotations
+
+import pathlib
+from typing import Sequence
+
+import ml_collections as mlc
+import numpy as np
+import scipy.stats
+
+from jaxrec.train import record
+
+
+def summarize(values: Sequence[float], confidence: float = 0.95) -> dict:
+  """{'mean', 'std' (ddof 1), 'ci_low', 'ci_high', 'n', 'values'}."""
+  x = np.asarray(values, np.float64)
+  n = len(x)
+  mean = float(x.mean())
+  std = float(x.std(ddof=1)) if n > 1 else float('nan')
+  if n > 1:
+    half = scipy.stats.t.ppf(0.5 + confidence / 2, n - 1) * std / np.sqrt(n)
+  else:
+    half = float('nan')
+  return {
+    'mean': mean,
+    'std': std,
+    'ci_low': mean - half,
+    'ci_high': mean + half,
+    'n': n,
+    'values': x.tolist(),
+  }
+
+
+def run_seeds(
+  config: mlc.ConfigDict, root: str | pathlib.Path, seeds: Sequence[int]
+) -> dict:
+  """Runs `config` once per seed under `root`; writes and returns seeds.json."""
+  from jaxrec.train import fit_linear, loop  # heavy imports, on demand
+
+  root = pathlib.Path(root)
+  runs = {}
+  for seed in seeds:
+    c = mlc.ConfigDict(config.to_dict())
+    c.seed = int(seed)
+    workdir = root / f'seed{seed}'
+    if 'train' in c:
+      runs[seed] = loop.train_and_evaluate(c, workdir)
+    else:
+      runs[seed] = fit_linear.fit_and_evaluate(c, workdir)
+  names = sorted(runs[seeds[0]]['test']['metrics'])
+  summary = {
+    name: summarize([runs[s]['test']['metrics'][name] for s in seeds])
+    for name in names
+  }
+  out = {
+    'model': config.model.name,
+    'dataset': config.dataset,
+    'seeds': list(seeds),
+    'test': summary,
+    'selected': {s: runs[s].get('selected') for s in seeds},
+    'workdirs': {s: str(root / f'seed{s}') for s in seeds},
+  }
+  record.write_json(root / 'seeds.json', out)
+  return out
