@@ -10,7 +10,8 @@ def test_bench_prints_a_table(tmp_path):
       sys.executable,
       '-m',
       'tools.bench',
-      '--only=rank,sasrec,diffurec,ease',
+      '--only=rank,sasrec,diffurec,diffurec_eval,ease',
+      '--eval_users=32',
       '--users=300',
       '--items=200',
       '--dim=16',
@@ -29,3 +30,4 @@ def test_bench_prints_a_table(tmp_path):
   assert 'EASE fit, 300 items' in out
   assert 'SASRec train step B=128 L=50 d=64, 200 items' in out
   assert 'DiffuRec train step B=512 L=50 d=128, 200 items' in out
+  assert 'DiffuRec validation, 32 users x 200 items' in out

@@ -20,6 +20,11 @@ Rows:
           L=50, d=128, 4 blocks, T=32, CE over 12,101 items): floor = the
           step's flops at the XLA matmul rate. The official PyTorch code
           takes about 4.5 s per step on a 2-core CPU (REFERENCE.md).
+  diffurec_eval  DiffuRec validation ranking (32 reverse steps through the
+          4-block approximator, then top-20 over 12,101 items) for
+          --eval_users users, projected to Beauty's 22,363: floor = 32 x the
+          flops of one approximator call (XLA's cost analysis counts a scan
+          body once, so it is taken per call) plus the scoring matmul.
   ease    EASE fit (Gram + Cholesky inverse) on `ml-1m-raw`'s train items:
           floor = one n x n x n matmul (n^3 multiply-adds) at the BLAS rate.
           The inverse itself is n^3 flops (n^3/2 multiply-adds), so its
@@ -44,7 +49,9 @@ from jaxrec.train import loop, optim
 from jaxrec.study import report
 
 _ONLY = flags.DEFINE_list(
-  'only', ['rank', 'sasrec', 'diffurec', 'ease'], 'Rows to run.'
+  'only',
+  ['rank', 'sasrec', 'diffurec', 'diffurec_eval', 'ease'],
+  'Rows to run.',
 )
 _USERS = flags.DEFINE_integer('users', 22363, 'Users ranked (Beauty: 22,363).')
 _ITEMS = flags.DEFINE_integer('items', 12101, 'Items ranked (Beauty: 12,101).')
@@ -53,6 +60,9 @@ _CHUNK = flags.DEFINE_integer(
   'chunk', ranking.DEFAULT_CHUNK, 'Users per ranking step.'
 )
 _REPEATS = flags.DEFINE_integer('repeats', 5, 'Timed repeats; best is kept.')
+_EVAL_USERS = flags.DEFINE_integer(
+  'eval_users', 1024, 'Users ranked by the diffurec_eval row.'
+)
 _EASE_ITEMS = flags.DEFINE_integer(
   'ease_items', 0, 'Fit EASE on this many random items instead of ml-1m-raw.'
 )
@@ -230,6 +240,60 @@ def bench_diffurec(flops: dict, repeats: int) -> list[dict]:
   ]
 
 
+def bench_diffurec_eval(flops: dict, repeats: int) -> list[dict]:
+  from flax import linen as nn
+
+  from configs import diffurec as diffurec_config
+
+  n_items, n_users = _ITEMS.value, _EVAL_USERS.value
+  chunk = min(256, n_users)
+  config = diffurec_config.get_config('dataset=beauty')
+  model = models.get_neural_model('diffurec')(config.model, n_items)
+  rng = np.random.default_rng(0)
+  lengths = np.minimum(rng.geometric(1 / 8, n_users) + 1, 60)
+  users = np.repeat(np.arange(n_users), lengths)
+  history = types.Part.from_events(
+    users, rng.integers(0, n_items, len(users)), n_users
+  )
+  truth = types.Part.from_events(
+    np.arange(n_users), rng.integers(0, n_items, n_users), n_users
+  )
+  scorer = loop.ModelScorer(model)
+  batch = model.make_batch(history, np.arange(chunk))
+  scorer.params = model.init(jax.random.key(0), batch)
+  run = lambda: ranking.rank(
+    scorer, history, truth, None, n_items, k=20, chunk_size=chunk
+  )
+  seconds = best_time(run, max(1, repeats // 2))
+
+  def one_call(params, seq):
+    def fn(net):
+      hist = net.encode(seq, False)
+      x = jnp.zeros((chunk, config.model.dim))
+      lam = jnp.zeros(hist.shape)
+      return net.denoise(hist, seq > 0, x, jnp.zeros(chunk), lam, False)
+
+    return nn.apply(fn, model.net)({'params': params})
+
+  call = jax.jit(one_call).lower(scorer.params, batch['inputs']).compile()
+  per_chunk = config.model.steps * call.cost_analysis()['flops']
+  per_chunk += 2 * chunk * config.model.dim * n_items
+  floor = per_chunk * (n_users / chunk) / flops['xla']
+  scale = 22363 / n_users
+  return [
+    {
+      'task': f'DiffuRec validation, {n_users} users x {n_items} items',
+      'seconds': seconds,
+      'floor_s': floor,
+      'floor/time': floor / seconds,
+      'note': (
+        f'22,363 users: {seconds * scale:.0f} s (floor {floor * scale:.0f} s);'
+        ' official code: > 7 min'
+      ),
+    }
+  ]
+
+
 def _random_train(n_users: int, n_items: int):
   dense = np.random.default_rng(0).random((n_users, n_items)) < 0.03
   return types.Part.from_events(*np.nonzero(dense), n_users).to_csr(n_items)
@@ -285,6 +349,7 @@ def main(argv):
     'rank': bench_rank,
     'sasrec': bench_sasrec,
     'diffurec': bench_diffurec,
+    'diffurec_eval': bench_diffurec_eval,
     'ease': bench_ease,
   }
   for name in _ONLY.value:
