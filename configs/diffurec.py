@@ -12,7 +12,7 @@ validations; every prefix of every training sequence is an example
 (Beauty: 131,413 examples, 257 steps per epoch).
 
 Quirk flags (defaults correct; set both to reproduce the official code):
-`model.mask_axis='query'`, `model.padding_in_softmax=True`. The official
+`model.mask_axis='query'`, `model.padding_item=True`. The official
 code also averages metrics per batch and selects on any metric improving;
 jaxrec averages per user and selects on `eval.select`.
 
@@ -43,7 +43,7 @@ def get_config(arg: str | None = None) -> mlc.ConfigDict:
       'steps': 32,
       'schedule': 'trunc_lin',
       'mask_axis': 'key',  # official: 'query'
-      'padding_in_softmax': False,  # official: True
+      'padding_item': False,  # official: True
       'eval_seed': 0,  # the reverse process's noise at ranking
     }
   )

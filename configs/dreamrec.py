@@ -6,8 +6,9 @@ guidance.
 
 The paper's datasets (YooChoose, KuaiShou, Zhihu) are not among jaxrec's;
 settings are the official defaults: d = 64, T = 200 'exp' schedule, p = 0.1,
-w = 2, Adam lr 0.005, batch 256, every prefix as an example (their data is
-next-item rows), validation every 10 epochs. Leave-one-out, nothing
+w = 2, Adam lr 0.005, batch 256, a history of the last 10 items (their
+`seq_size`), every prefix as an example (their data is next-item rows),
+validation every 10 epochs. Leave-one-out, nothing
 excluded, selected on validation NDCG@10. Each validation runs 200 guided
 reverse steps (two denoiser calls each) per user: cheap, the denoiser is
 one linear layer.

@@ -40,9 +40,9 @@ def test_prefix_examples_are_every_prefix():
   assert ex.targets.tolist() == [7, 8, 3]
 
 
-@pytest.mark.parametrize('padding_in_softmax', [False, True])
-def test_loss_is_the_float64_ce_of_the_approximator(padding_in_softmax):
-  model = _model(padding_in_softmax=padding_in_softmax)
+@pytest.mark.parametrize('padding_item', [False, True])
+def test_loss_is_the_float64_ce_of_the_approximator(padding_item):
+  model = _model(padding_item=padding_item)
   batch = _batch()
   params = model.init(jax.random.key(0), batch)
   rng = jax.random.key(3)
@@ -67,10 +67,10 @@ def test_loss_is_the_float64_ce_of_the_approximator(padding_in_softmax):
 
   x0_hat = np.asarray(jax.jit(lambda p: nn_apply(run, net, p))(params))
   table = np.asarray(params['item_emb']['embedding'], np.float64)
-  if not padding_in_softmax:
+  if not padding_item:
     table = table[1:]
   logits = x0_hat.astype(np.float64) @ table.T
-  labels = batch['targets'] - (0 if padding_in_softmax else 1)
+  labels = batch['targets'] - (0 if padding_item else 1)
   lse = np.log(np.exp(logits - logits.max(1, keepdims=True)).sum(1))
   ce = lse + logits.max(1) - logits[np.arange(6), labels]
   np.testing.assert_allclose(float(loss), ce.mean(), rtol=2e-5)
@@ -105,6 +105,12 @@ def test_query_mask_quirk_changes_numbers_only_with_padding():
   padded = key.score(params, batch)
   assert not np.allclose(query.score(params, batch), padded, atol=1e-4)
   full = {**batch, 'inputs': np.maximum(batch['inputs'], 1)}
+  # padding_item=True adds the padding row as a last, phantom column.
+  with_pad = _model(padding_item=True)
+  assert with_pad.phantom_items == 1 and key.phantom_items == 0
+  scores = with_pad.score(params, batch)
+  assert scores.shape == (6, 31)
+  np.testing.assert_allclose(scores[:, :30], padded, rtol=1e-5, atol=1e-5)
   np.testing.assert_allclose(
     query.score(params, full), key.score(params, full), rtol=1e-5, atol=1e-5
   )

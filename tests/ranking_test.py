@@ -282,6 +282,7 @@ class StepTest(chex.TestCase):
         score_fn=scorer.score,
         k=6,
         n_items=20,
+        width=20,
         repick=True,
       )
 
@@ -296,3 +297,28 @@ class StepTest(chex.TestCase):
 def _rows_part(rows, pad):
   users, items = np.nonzero(rows < pad)
   return types.Part.from_events(users, rows[users, items], len(rows))
+
+
+@pytest.mark.parametrize('many_truth', [False, True])
+def test_phantom_items_take_slots_but_never_hit(many_truth, top_k_path):
+  # A scorer with one extra (phantom) column, as DiffuRec's padding row:
+  # ranked like an item, shown as -1, never a hit, never excluded.
+  rng = np.random.default_rng(11)
+  n_users, n_items, k = 12, 9, 4
+  base = _dot_scorer(rng, n_users, n_items + 1)
+  base.phantom_items = 1
+  max_len = 6 if many_truth else 1
+  truth = _random_part(rng, n_users, n_items, max_len)
+  exclude = _random_part(rng, n_users, n_items, 2)
+  res = ranking.rank(base, truth, truth, exclude, n_items, k, chunk_size=5)
+  scores = _all_scores(base, n_users)
+  for row, u in enumerate(res.users):
+    keep = np.ones(n_items + 1, bool)
+    keep[exclude.user_items(u)] = False
+    cand = np.flatnonzero(keep)
+    order = cand[np.argsort(-scores[u, cand], kind='stable')][:k]
+    want = np.where(order < n_items, order, -1)
+    assert res.topk[row].tolist() == want.tolist()
+    hits = np.isin(want, truth.user_items(u)) & (want >= 0)
+    assert res.hits[row].tolist() == hits.tolist()
+  assert (res.topk == -1).any()  # the phantom did take some slots

@@ -57,6 +57,10 @@ class Scorer(Protocol):
 
   Attributes:
     params: pytree read by `score`; put on the device once per `rank` call.
+    phantom_items: optional (default 0): `score` returns this many extra
+      columns after the n_items real ones, candidates that are never a hit
+      (an official quirk: DiffuRec ranks its padding row); a phantom in
+      the top K takes the slot and shows as item -1.
   """
 
   params: Any
@@ -69,7 +73,7 @@ class Scorer(Protocol):
     """
 
   def score(self, params: Any, batch: Any) -> jax.Array:
-    """Pure, jittable: float32[B, n_items] scores."""
+    """Pure, jittable: float32[B, n_items + phantom_items] scores."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,7 +102,7 @@ def padded_rows(
     part: CSR part to read.
     users: int[B] rows to read.
     width: W, at least the longest of these rows.
-    pad: fill value (the out-of-range index n_items in ranking).
+    pad: fill value (in ranking, the out-of-range column index).
 
   Returns:
     int32[B, W].
@@ -191,37 +195,38 @@ def _xla_top_k_lowest_id(
 
 
 def _rank_step(
-  params, batch, exclude_idx, truth_idx, *, score_fn, k, n_items, repick
+  params, batch, exclude_idx, truth_idx, *, score_fn, k, n_items, width, repick
 ):
   """One chunk of users; jitted per scorer by `_compiled_step`.
 
   Args:
     params: the scorer's params (on device).
     batch: the scorer's batch for B users.
-    exclude_idx: int32[B, E] items to remove, padded with n_items; or None.
-    truth_idx: int32[B, G] ground-truth items, padded with n_items.
+    exclude_idx: int32[B, E] items to remove, padded with `width`; or None.
+    truth_idx: int32[B, G] ground-truth items, padded with `width`.
     score_fn: `scorer.score`.
     k: list length.
-    n_items: I.
+    n_items: I, the real items.
+    width: I plus the scorer's phantom items (columns of the scores).
     repick: exact tie rule at the k-th place (see `top_k_lowest_id`).
 
   Returns:
     (topk int32[B, k], hits bool[B, k], nan bool[B], boundary_tie bool[]).
   """
   scores = score_fn(params, batch).astype(jnp.float32)
-  if scores.ndim != 2 or scores.shape[1] != n_items:
-    raise ValueError(f'score returned {scores.shape}; expected [B, {n_items}]')
+  if scores.ndim != 2 or scores.shape[1] != width:
+    raise ValueError(f'score returned {scores.shape}; expected [B, {width}]')
   rows = jnp.arange(scores.shape[0])[:, None]
   if exclude_idx is not None:
-    # The pad index n_items is out of bounds and dropped.
+    # The pad index `width` is out of bounds and dropped.
     scores = scores.at[rows, exclude_idx].set(-jnp.inf, mode='drop')
   # max propagates NaN; nearly free next to top_k, unlike isnan().any().
   # Taken after the scatter so the scatter updates the scores in place (a
   # read of the unscattered scores costs a 50 MB copy per 1024-user chunk).
   nan = jnp.isnan(jnp.max(scores, axis=1))
   values, items, tie = top_k_lowest_id(scores, k, repick)
-  has_item = values > -jnp.inf
-  if k * truth_idx.shape[1] <= n_items:
+  has_item = (values > -jnp.inf) & (items < n_items)  # phantoms: no item
+  if k * truth_idx.shape[1] <= width:
     # Few ground-truth items (leave-one-out): compare [B, k, G].
     hits = (items[:, :, None] == truth_idx[:, None, :]).any(axis=2)
   else:
@@ -232,14 +237,16 @@ def _rank_step(
   return jnp.where(has_item, items, -1), hits, nan, tie & ~repick
 
 
-# id(scorer) -> {(k, n_items, repick): jitted step}; entries die with the
+# id(scorer) -> {(k, n_items, width, repick): jitted step}; entries die with the
 # scorer (weakref.finalize), and the steps reach the scorer only weakly.
 _STEPS: dict[int, dict[tuple, Any]] = {}
 
 
-def _compiled_step(scorer: Scorer, k: int, n_items: int, repick: bool):
+def _compiled_step(
+  scorer: Scorer, k: int, n_items: int, width: int, repick: bool
+):
   """The jitted `_rank_step` for this scorer, cached while it lives."""
-  key = (k, n_items, repick)
+  key = (k, n_items, width, repick)
   try:
     ref = weakref.ref(scorer)
   except TypeError:  # no weak references: compile once per call instead
@@ -255,7 +262,12 @@ def _compiled_step(scorer: Scorer, k: int, n_items: int, repick: bool):
       score_fn = lambda params, batch: ref().score(params, batch)
     cache[key] = jax.jit(
       functools.partial(
-        _rank_step, score_fn=score_fn, k=k, n_items=n_items, repick=repick
+        _rank_step,
+        score_fn=score_fn,
+        k=k,
+        n_items=n_items,
+        width=width,
+        repick=repick,
       )
     )
   return cache[key]
@@ -324,18 +336,19 @@ def rank(
   if exclude is not None:
     e_width = _round_up(int(exclude.lengths[evaluated].max(initial=0)))
   params = jax.device_put(scorer.params)
-  fast = _compiled_step(scorer, k, n_items, repick=False)
+  width = n_items + int(getattr(scorer, 'phantom_items', 0))
+  fast = _compiled_step(scorer, k, n_items, width, repick=False)
 
   def run_chunk(c):
     ids = padded[c * chunk : (c + 1) * chunk]
     batch = scorer.make_batch(history, ids)
     excl = (
-      None if exclude is None else padded_rows(exclude, ids, e_width, n_items)
+      None if exclude is None else padded_rows(exclude, ids, e_width, width)
     )
-    gt = padded_rows(truth, ids, g_width, n_items)
+    gt = padded_rows(truth, ids, g_width, width)
     out = jax.device_get(fast(params, batch, excl, gt))
     if out[3]:  # a tie at the k-th place: pick the set again, by id
-      exact = _compiled_step(scorer, k, n_items, repick=True)
+      exact = _compiled_step(scorer, k, n_items, width, repick=True)
       out = jax.device_get(exact(params, batch, excl, gt))
     return out[:3]
 

@@ -18,10 +18,10 @@ before the sinusoidal embedding, a 2-layer SiLU MLP for it.
 Official quirks behind flags (defaults are the correct behaviour):
   mask_axis='query'  the padding mask is built on the query axis, so real
                      positions attend to padding (official: 'query').
-  padding_in_softmax=True  the padding row is a class of the training CE
-                     (official: True). The official code also scores it at
-                     ranking, where it can take a top-K slot; jaxrec's item
-                     space has no padding item, so ranking never does.
+  padding_item=True  the padding row is an item: a class of the training CE
+                     and a candidate at ranking, where it can take a top-K
+                     slot (a phantom item, never a hit; see
+                     `ranking.Scorer.phantom_items`). Official: True.
 """
 
 from __future__ import annotations
@@ -109,7 +109,7 @@ class DiffuRec(prefix.PrefixModel):
   Attributes:
     config: `config.model`: max_len, dim, heads, blocks, dropout,
       emb_dropout, lambda_uncertainty, steps, schedule, mask_axis,
-      padding_in_softmax, eval_seed.
+      padding_item, eval_seed.
     n_items: real items (ids 0..n_items-1 in the split; +1 inside).
   """
 
@@ -117,7 +117,12 @@ class DiffuRec(prefix.PrefixModel):
   n_items: int
 
   # Config keys that switch an official-code quirk; the run record lists them.
-  QUIRKS = ('mask_axis', 'padding_in_softmax')
+  QUIRKS = ('mask_axis', 'padding_item')
+
+  @property
+  def phantom_items(self) -> int:
+    """Extra score columns ranked but never hits (the padding row)."""
+    return int(self.config.padding_item)
 
   @property
   def net(self) -> DiffuRecNet:
@@ -150,7 +155,7 @@ class DiffuRec(prefix.PrefixModel):
 
   def _logits(self, params, x0_hat):
     table = self.net.apply({'params': params}, method=DiffuRecNet.table)
-    if not self.config.padding_in_softmax:
+    if not self.config.padding_item:
       table = table[1:]
     return x0_hat @ table.T
 
@@ -177,14 +182,14 @@ class DiffuRec(prefix.PrefixModel):
 
     x0_hat = nn.apply(run, net)({'params': params}, rngs={'dropout': k_drop})
     logits = self._logits(params, x0_hat)
-    labels = targets if self.config.padding_in_softmax else targets - 1
+    labels = targets if self.config.padding_item else targets - 1
     ce = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
     w = batch['weights']
     total, count = jnp.sum(ce * w), jnp.sum(w)
     return total / jnp.maximum(count, 1.0), {'loss_sum': total, 'count': count}
 
   def score(self, params, batch: dict, rng: jax.Array | None = None):
-    """[B, n_items] scores after T reverse steps from pure noise.
+    """[B, n_items (+1: padding_item)] scores after T reverse steps.
 
     The noise of user u is drawn from fold_in(key(eval_seed), u), so a
     user's scores do not depend on the batch it is ranked in.
@@ -218,4 +223,8 @@ class DiffuRec(prefix.PrefixModel):
 
     x0_hat = nn.apply(run, net)({'params': params})
     table = net.apply({'params': params}, method=DiffuRecNet.table)
-    return x0_hat @ table[1:].T
+    if self.config.padding_item:  # real items first, the padding row last
+      table = jnp.concatenate([table[1:], table[:1]])
+    else:
+      table = table[1:]
+    return x0_hat @ table.T

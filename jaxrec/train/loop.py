@@ -63,6 +63,7 @@ class ModelScorer:
     self.model = model
     self.params = None
     self.traces = 0
+    self.phantom_items = int(getattr(model, 'phantom_items', 0))
 
   def make_batch(self, history: types.Part, users: np.ndarray):
     return self.model.make_batch(history, users)
