@@ -398,13 +398,18 @@ def train_and_evaluate(
         stopped = since_best >= int(tc.patience) and step < total_steps
         writer.write_scalars(step, {f'valid/{k}': v for k, v in valid.items()})
         writer.flush()
+        rate = (step - start_step) / max(train_time, 1e-9)
         logging.info(
-          'step %d: valid %s=%.5f (best %.5f at step %s)%s',
+          'step %d/%d: valid %s=%.5f (best %.5f at step %s); %.1f steps/s,'
+          ' ETA %.0f min%s',
           step,
+          total_steps,
           config.eval.select,
           valid[config.eval.select],
           best_value,
           best_tag,
+          rate,
+          (total_steps - step) / max(rate, 1e-9) / 60,
           '; early stop' if stopped else '',
         )
         meta = {

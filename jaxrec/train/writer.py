@@ -37,8 +37,17 @@ class MetricWriter:
   def __init__(self, workdir: pathlib.Path, resume_step: int):
     self.path = pathlib.Path(workdir) / 'metrics.jsonl'
     if self.path.exists():
-      lines = self.path.read_text().splitlines()
-      keep = [x for x in lines if x and json.loads(x)['step'] <= resume_step]
+      keep = []
+      for n, line in enumerate(self.path.read_text().splitlines(), 1):
+        try:
+          row = json.loads(line)
+        except json.JSONDecodeError:  # a line cut off by a kill
+          logging.getLogger('absl').warning(
+            '%s:%d: dropping an unreadable line %r', self.path, n, line[:80]
+          )
+          continue
+        if row['step'] <= resume_step:
+          keep.append(line)
       record.write_text(self.path, ''.join(x + '\n' for x in keep))
     self._tb = tensorboardX.SummaryWriter(
       str(pathlib.Path(workdir) / 'tensorboard'),
