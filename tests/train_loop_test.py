@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -238,3 +239,33 @@ def test_resume_repairs_a_best_save_cut_off_by_a_kill(tmp_path):
   again = loop.train_and_evaluate(config(), tmp_path)
   assert again['test'] == first['test']
   assert again['params_sha256'] == first['params_sha256']
+
+
+def test_stages_freeze_named_parameters_for_their_epochs(tmp_path):
+  from jaxrec.data import synthetic
+
+  split = synthetic.clustered_split(kind='sequential')
+  stages = ({'epochs': 1, 'frozen': ('item_emb',)},)
+
+  def run(epochs, workdir):
+    c = _config()
+    c.train.stages = stages
+    setup = loop._Setup.build(c, split)
+    c.train.update(steps=epochs * setup.per_epoch, eval_every=setup.per_epoch)
+    loop.train_and_evaluate(c, workdir, split=split)
+    ckpts = checkpoint.Checkpoints(workdir / 'checkpoints')
+    state, _ = ckpts.restore_latest(setup.abstract)
+    ckpts.close()
+    return jax.jit(setup.init_state)().params, state.params
+
+  init, after = run(1, tmp_path / 'one')
+  np.testing.assert_array_equal(
+    after['item_emb']['embedding'], init['item_emb']['embedding']
+  )
+  assert not np.allclose(after['pos_emb'], init['pos_emb'])
+  init, after = run(2, tmp_path / 'two')
+  assert not np.allclose(
+    after['item_emb']['embedding'], init['item_emb']['embedding']
+  )
+  with pytest.raises(KeyError, match="no parameter path starts with 'itm'"):
+    loop.frozen_schedule(({'epochs': 1, 'frozen': ('itm',)},), init, 6)

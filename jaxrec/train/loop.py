@@ -115,11 +115,61 @@ def _prepare_workdir(workdir: pathlib.Path, config: mlc.ConfigDict, fresh):
   record.write_json(path, wanted)
 
 
-def _make_train_step(model, tx):
+def frozen_schedule(stages, params, steps_per_epoch: int):
+  """`frozen(step) -> pytree of bool[]`: which params a stage freezes.
+
+  Args:
+    stages: `config.train.stages`: in order, {'epochs': n, 'frozen':
+      (path prefixes, e.g. 'item_emb')}; after the last one nothing is
+      frozen. (ADRec's warm-up: the pretrained embeddings stay fixed for
+      its first epochs.)
+    params: the params pytree (or its shapes).
+    steps_per_epoch: converts stage lengths to steps.
+
+  Returns:
+    A pure function of the (traced) step, or None when there are no stages.
+  """
+  if not stages:
+    return None
+  bounds = np.cumsum([int(s['epochs']) for s in stages]) * steps_per_epoch
+  paths = [
+    jax.tree_util.keystr(p, simple=True, separator='/')
+    for p, _ in jax.tree_util.tree_flatten_with_path(params)[0]
+  ]
+  per_leaf = [[] for _ in paths]
+  for i, stage in enumerate(stages):
+    for prefix in stage['frozen']:
+      hits = [n for n, path in enumerate(paths) if path.startswith(prefix)]
+      if not hits:
+        raise KeyError(
+          f'train.stages[{i}].frozen: no parameter path starts with'
+          f' {prefix!r}; paths: {paths[:8]}...'
+        )
+      for n in hits:
+        per_leaf[n].append(i)
+  treedef = jax.tree.structure(params)
+
+  def frozen(step):
+    stage = jnp.sum(step >= jnp.asarray(bounds))  # past the last: no stage
+    flags = [jnp.isin(stage, jnp.asarray(idx, jnp.int32)) for idx in per_leaf]
+    return jax.tree.unflatten(treedef, flags)
+
+  return frozen
+
+
+def _make_train_step(model, tx, frozen=None):
+  """The pure train step; `frozen(step)` (see `frozen_schedule`) zeroes the
+  gradients and updates of the parameters a stage freezes."""
+
   def train_step(state: TrainState, batch, rng):
     grad_fn = jax.value_and_grad(model.loss, has_aux=True)
     (_, aux), grads = grad_fn(state.params, batch, rng, state.step)
+    if frozen is not None:
+      mask = frozen(state.step)
+      grads = jax.tree.map(lambda g, f: jnp.where(f, 0, g), grads, mask)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    if frozen is not None:
+      updates = jax.tree.map(lambda u, f: jnp.where(f, 0, u), updates, mask)
     params = optax.apply_updates(state.params, updates)
     metrics = {
       'loss_sum': aux['loss_sum'],
@@ -340,7 +390,10 @@ def train_and_evaluate(
 
   # Compile ------------------------------------------------------------------
   traces = {'train_step': 0}
-  step_fn = _make_train_step(model, run.tx)
+  frozen = frozen_schedule(
+    tuple(tc.get('stages', ())), abstract.params, per_epoch
+  )
+  step_fn = _make_train_step(model, run.tx, frozen)
 
   def counted_step(*args):
     # Runs at trace time only. Shapes are static, so a second trace is a
