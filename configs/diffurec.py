@@ -44,6 +44,9 @@ def get_config(arg: str | None = None) -> mlc.ConfigDict:
       'schedule': 'trunc_lin',
       'mask_axis': 'key',  # official: 'query'
       'padding_item': False,  # official: True
+      # Train on packed rows (same numbers, ~5x fewer positions on Beauty);
+      # applies with mask_axis='key' only.
+      'pack': True,
       'eval_seed': 0,  # the reverse process's noise at ranking
     }
   )

@@ -10,7 +10,9 @@ def test_bench_prints_a_table(tmp_path):
       sys.executable,
       '-m',
       'tools.bench',
-      '--only=rank,sasrec,diffurec,diffurec_eval,ease',
+      '--only=rank,sasrec,diffurec,diffurec_eval,adrec,ease',
+      '--adrec_users=64',
+      '--adrec_items=100',
       '--eval_users=32',
       '--users=300',
       '--items=200',
@@ -29,5 +31,9 @@ def test_bench_prints_a_table(tmp_path):
   assert 'rank+top20 300x200 d=16' in out
   assert 'EASE fit, 300 items' in out
   assert 'SASRec train step B=128 L=50 d=64, 200 items' in out
-  assert 'DiffuRec train step B=512 L=50 d=128, 200 items' in out
+  assert 'DiffuRec train step B=512 L=50 d=128, 200 items (packed)' in out
+  assert 'DiffuRec train step B=512 L=50 d=128, 200 items (padded)' in out
   assert 'DiffuRec validation, 32 users x 200 items' in out
+  assert 'ADRec train step B=512 L=50 d=128, 100 items' in out
+  assert 'ADRec inference with k/v reuse, 32 users' in out
+  assert 'ADRec inference without k/v reuse, 32 users' in out

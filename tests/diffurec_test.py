@@ -131,3 +131,97 @@ class JitTest(chex.TestCase):
     chex.assert_tree_all_finite(
       self.variant(lambda p, b: model.score(p, b))(params, batch)
     )
+
+
+def _packing_inputs(groups=1):
+  part = types.Part.from_events(
+    *np.nonzero(np.random.default_rng(3).random((12, 30)) < 0.3), 12
+  )
+  model = _model(pack=True)
+  plan = batching.BatchPlan(16, seed=0, epochs=3, groups=groups)
+  data = model.train_data(
+    types.Split(
+      name='t',
+      kind='sequential',
+      n_users=12,
+      n_items=30,
+      train=part,
+      valid=part,
+      test=part,
+    ),
+    plan,
+  )
+  index, weights = batching.batch_indices(len(data), 16, 0, 1)
+  weights[-2:] = 0.0  # as the padded tail of an epoch's last batch
+  return model, data, index, weights
+
+
+@pytest.mark.parametrize('groups', [1, 2])
+def test_packed_batch_holds_every_history_once(groups):
+  model, data, index, weights = _packing_inputs(groups)
+  batch = model.train_batch(data, index, weights)
+  inputs = data.examples.inputs[index]
+  per = len(index) // groups
+  width = inputs.shape[1]
+  tokens = batch['tokens'].reshape(groups, -1)
+  segments = batch['segments'].reshape(groups, -1)
+  assert tokens.shape[1] == data.rows * width < per * width
+  for i in range(len(index)):
+    g, j = divmod(i, per)
+    at = np.flatnonzero(segments[g] == j + 1)
+    if weights[i] == 0:
+      assert not len(at)
+      continue
+    real = inputs[i][inputs[i] > 0]
+    assert tokens[g, at].tolist() == real.tolist()
+    assert at.tolist() == list(range(at[0], at[0] + len(real)))  # one row
+    assert at[0] // width == at[-1] // width
+    assert batch['last'][g, j] == at[-1]
+
+
+def test_packed_loss_equals_the_padded_loss(monkeypatch):
+  model, data, index, weights = _packing_inputs()
+  packed = model.train_batch(data, index, weights)
+  padded = {
+    'inputs': data.examples.inputs[index],
+    'targets': data.examples.targets[index],
+    'weights': weights,
+  }
+  params = model.init(jax.random.key(0), packed)
+  # Zero noise, so both layouts draw the same (none); lambda = its mean.
+  monkeypatch.setattr(
+    jax.random,
+    'normal',
+    lambda key, shape, dtype=jnp.float32: jnp.zeros(shape, dtype),
+  )
+  rng = jax.random.key(4)
+  a, _ = model.loss(params, packed, rng, 0)
+  b, _ = model.loss(params, padded, rng, 0)
+  np.testing.assert_allclose(a, b, rtol=1e-5)
+  # The conditioning reaches each example's own positions: a larger lambda
+  # changes the loss, identically in both layouts.
+  big = _model(pack=True, lambda_uncertainty=0.5)
+  a2, _ = big.loss(params, packed, rng, 0)
+  b2, _ = big.loss(params, padded, rng, 0)
+  np.testing.assert_allclose(a2, b2, rtol=1e-5)
+  assert abs(float(a2) - float(a)) > 1e-4
+
+
+def test_packing_is_off_under_the_query_mask_quirk():
+  assert _model(pack=True).packed
+  assert not _model(pack=True, mask_axis='query').packed
+
+
+def test_packed_row_count_is_exact_for_every_batch():
+  rng = np.random.default_rng(0)
+  for _ in range(200):
+    width = int(rng.integers(1, 12))
+    lengths = np.minimum(rng.geometric(0.3, int(rng.integers(0, 40))), width)
+    row, offset, used = batching.pack_segments(lengths, width)
+    hist = np.bincount(lengths, minlength=width + 1)[None]
+    assert batching.packed_rows(hist, width)[0] == used
+    grid = np.zeros((used, width), int)
+    for i, n in enumerate(lengths):
+      assert offset[i] + n <= width
+      grid[row[i], offset[i] : offset[i] + n] += 1
+    assert grid.max(initial=0) <= 1 and grid.sum() == lengths.sum()

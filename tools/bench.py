@@ -50,7 +50,7 @@ from jaxrec.study import report
 
 _ONLY = flags.DEFINE_list(
   'only',
-  ['rank', 'sasrec', 'diffurec', 'diffurec_eval', 'ease'],
+  ['rank', 'sasrec', 'diffurec', 'diffurec_eval', 'adrec', 'ease'],
   'Rows to run.',
 )
 _USERS = flags.DEFINE_integer('users', 22363, 'Users ranked (Beauty: 22,363).')
@@ -63,6 +63,9 @@ _REPEATS = flags.DEFINE_integer('repeats', 5, 'Timed repeats; best is kept.')
 _EVAL_USERS = flags.DEFINE_integer(
   'eval_users', 1024, 'Users ranked by the diffurec_eval row.'
 )
+# ADRec's Beauty file (adrec-beauty): 10,553 users, 6,086 items.
+_ADREC_USERS = flags.DEFINE_integer('adrec_users', 10553, 'ADRec rows: users.')
+_ADREC_ITEMS = flags.DEFINE_integer('adrec_items', 6086, 'ADRec rows: items.')
 _EASE_ITEMS = flags.DEFINE_integer(
   'ease_items', 0, 'Fit EASE on this many random items instead of ml-1m-raw.'
 )
@@ -147,20 +150,15 @@ def bench_rank(flops: dict, repeats: int) -> dict:
   ]
 
 
-def _sasrec_inputs(n_items: int, batch_size: int):
-  """A SASRec model and one Beauty-like batch (mean ~6 targets per user)."""
-  from configs import sasrec as sasrec_config
-
-  config = sasrec_config.get_config('dataset=beauty')
-  model = models.get_neural_model('sasrec')(config.model, n_items)
+def _seq_split(n_items: int, n_users: int, mean_len: float) -> types.Split:
+  """A random sequential split with geometric lengths (Beauty-like)."""
   rng = np.random.default_rng(0)
-  n_users = 4096
-  lengths = np.minimum(rng.geometric(1 / 6.8, n_users) + 1, 200)
+  lengths = np.minimum(rng.geometric(1 / mean_len, n_users) + 1, 200)
   users = np.repeat(np.arange(n_users), lengths)
   part = types.Part.from_events(
     users, rng.integers(0, n_items, len(users)), n_users
   )
-  split = types.Split(
+  return types.Split(
     name='bench',
     kind='sequential',
     n_users=n_users,
@@ -169,10 +167,27 @@ def _sasrec_inputs(n_items: int, batch_size: int):
     valid=part,
     test=part,
   )
+
+
+def _train_inputs(name: str, config, n_items: int, n_users: int, mean_len):
+  """A model and its first train batch on a random Beauty-like split."""
+  model = models.get_neural_model(name)(config.model, n_items)
+  split = _seq_split(n_items, n_users, mean_len)
+  batch_size = int(config.train.batch_size)
   plan = batching.BatchPlan(batch_size, seed=0, epochs=20)
   data = model.train_data(split, plan)
   index, weights = batching.batch_indices(len(data), batch_size, 0, 0)
-  return config, model, model.train_batch(data, index, weights), data.budget
+  return model, model.train_batch(data, index, weights), data
+
+
+def _sasrec_inputs(n_items: int, batch_size: int):
+  """A SASRec model and one Beauty-like batch (mean ~6 targets per user)."""
+  from configs import sasrec as sasrec_config
+
+  config = sasrec_config.get_config('dataset=beauty')
+  config.train.batch_size = batch_size
+  model, batch, data = _train_inputs('sasrec', config, n_items, 4096, 6.8)
+  return config, model, batch, data.budget
 
 
 def bench_sasrec(flops: dict, repeats: int) -> list[dict]:
@@ -213,31 +228,42 @@ def _time_train_step(model, config, batch, repeats: int, steps_per_epoch=1):
 
 
 def bench_diffurec(flops: dict, repeats: int) -> list[dict]:
+  """DiffuRec's train step on Beauty-like prefixes, packed and padded."""
   from configs import diffurec as diffurec_config
 
-  n_items, batch_size, length = _ITEMS.value, 512, 50
-  config = diffurec_config.get_config('dataset=beauty')
-  model = models.get_neural_model('diffurec')(config.model, n_items)
-  rng = np.random.default_rng(0)
-  inputs = rng.integers(1, n_items + 1, (batch_size, length)).astype(np.int32)
-  lengths = np.minimum(rng.geometric(1 / 8, batch_size), length)
-  inputs[np.arange(length)[None] < (length - lengths)[:, None]] = 0
-  batch = {
-    'inputs': inputs,
-    'targets': rng.integers(1, n_items + 1, batch_size).astype(np.int32),
-    'weights': np.ones(batch_size, np.float32),
-  }
-  seconds, step_flops = _time_train_step(model, config, batch, repeats, 257)
-  floor = step_flops / flops['xla']
-  return [
-    {
-      'task': f'DiffuRec train step B=512 L=50 d=128, {n_items} items',
-      'seconds': seconds,
-      'floor_s': floor,
-      'floor/time': floor / seconds,
-      'note': f'{step_flops / 1e9:.0f} GFLOP/step; official code ~4.5 s',
-    }
-  ]
+  n_items = _ITEMS.value
+  rows = []
+  for pack in (True, False):
+    config = diffurec_config.get_config('dataset=beauty')
+    config.model.pack = pack
+    model, batch, data = _train_inputs(
+      'diffurec', config, n_items, _USERS.value, 6.9
+    )
+    per_epoch = -(-len(data) // 512)
+    seconds, step_flops = _time_train_step(
+      model, config, batch, repeats, per_epoch
+    )
+    floor = step_flops / flops['xla']
+    layout = (
+      f'{data.rows} packed rows of 50' if pack else '512 padded rows of 50'
+    )
+    rows.append(
+      {
+        'task': (
+          f'DiffuRec train step B=512 L=50 d=128, {n_items} items'
+          f' ({"packed" if pack else "padded"})'
+        ),
+        'seconds': seconds,
+        'floor_s': floor,
+        'floor/time': floor / seconds,
+        'note': (
+          f'{layout}; {step_flops / 1e9:.0f} GFLOP/step; epoch'
+          f' ({per_epoch} steps) {seconds * per_epoch / 60:.1f} min;'
+          ' official code ~4.5 s/step'
+        ),
+      }
+    )
+  return rows
 
 
 def bench_diffurec_eval(flops: dict, repeats: int) -> list[dict]:
@@ -292,6 +318,77 @@ def bench_diffurec_eval(flops: dict, repeats: int) -> list[dict]:
       ),
     }
   ]
+
+
+def bench_adrec(flops: dict, repeats: int) -> list[dict]:
+  """ADRec train step (B=512) and inference with / without k/v reuse."""
+  from configs import adrec as adrec_config
+
+  n_users, n_items, mean_len = _ADREC_USERS.value, _ADREC_ITEMS.value, 8.9
+  config = adrec_config.get_config('dataset=adrec-beauty')
+  model, batch, data = _train_inputs(
+    'adrec', config, n_items, n_users, mean_len
+  )
+  per_epoch = -(-len(data) // 512)
+  seconds, step_flops = _time_train_step(
+    model, config, batch, repeats, per_epoch
+  )
+  rows = [
+    {
+      'task': f'ADRec train step B=512 L=50 d=128, {n_items} items',
+      'seconds': seconds,
+      'floor_s': step_flops / flops['xla'],
+      'floor/time': step_flops / flops['xla'] / seconds,
+      'note': (
+        f'{step_flops / 1e9:.0f} GFLOP/step; epoch ({per_epoch} steps)'
+        f' {seconds * per_epoch:.1f} s'
+      ),
+    }
+  ]
+  # Inference: the reverse process + scores + top-20 for `eval_users`.
+  users = min(_EVAL_USERS.value, n_users)
+  chunk = min(256, users)
+  split = _seq_split(n_items, users, mean_len)
+  truth = types.Part.from_events(
+    np.arange(users), np.zeros(users, np.int64), users
+  )
+  probe = model.make_batch(split.train, np.arange(chunk))
+  params = model.init(jax.random.key(0), probe)
+  times, x0 = {}, {}
+  for reuse in (True, False):
+    m = models.get_neural_model('adrec')(
+      mlc.ConfigDict({**config.model.to_dict(), 'kv_reuse': reuse}), n_items
+    )
+    scorer = loop.ModelScorer(m)
+    scorer.params = params
+    run = lambda scorer=scorer: ranking.rank(
+      scorer, split.train, truth, None, n_items, k=20, chunk_size=chunk
+    )
+    times[reuse] = best_time(run, max(1, repeats // 2))
+    x0[reuse] = jax.jit(m.reverse)(params, probe['inputs'], probe['users'])
+  diff = float(jnp.max(jnp.abs(x0[True] - x0[False])))
+  scale = n_users / users
+  for reuse in (True, False):
+    rows.append(
+      {
+        'task': (
+          f'ADRec inference {"with" if reuse else "without"} k/v reuse,'
+          f' {users} users'
+        ),
+        'seconds': times[reuse],
+        'floor_s': float('nan'),
+        'floor/time': float('nan'),
+        'note': (
+          f'{n_users} users: {times[reuse] * scale:.1f} s'
+          + (
+            f'; {times[False] / times[True]:.1f}x faster, max |dx0| {diff:.1e}'
+            if reuse
+            else '; recomputes all 50 positions at each of 32 steps'
+          )
+        ),
+      }
+    )
+  return rows
 
 
 def _random_train(n_users: int, n_items: int):
@@ -350,6 +447,7 @@ def main(argv):
     'sasrec': bench_sasrec,
     'diffurec': bench_diffurec,
     'diffurec_eval': bench_diffurec_eval,
+    'adrec': bench_adrec,
     'ease': bench_ease,
   }
   for name in _ONLY.value:

@@ -224,3 +224,171 @@ class PrefixExamples:
 
   def __len__(self) -> int:
     return len(self.targets)
+
+
+# Packing variable-length segments into rows ---------------------------------
+#
+# Most positions of a padded [B, L] batch of short sequences are padding
+# (Beauty's DiffuRec prefixes: ~85 %). Models whose real positions never see
+# padding (padded keys masked, no position embeddings) can instead place
+# several examples' segments side by side in rows of width L, with attention
+# restricted to each segment: the same numbers from ~5x fewer positions.
+# Packing is by size class, largest first: each segment size s fills the
+# open rows with the least room that still fits it (each taking as many
+# size-s segments as fit), then opens new rows. The row count depends only
+# on the multiset of sizes, so `max_packed_rows` computes it for every batch
+# of a run at once (vectorised over batches) and `pack_segments` lays out
+# one batch in exactly that many rows.
+
+
+def packing_on(model_config) -> bool:
+  """Whether a model trains on packed rows: `pack` asked for, and padded
+  keys masked (`mask_axis='key'`), without which padding changes real
+  positions' outputs and packing would change the numbers."""
+  return bool(model_config.get('pack', False)) and (
+    model_config.get('mask_axis', 'key') == 'key'
+  )
+
+
+def pack_segments(lengths: np.ndarray, width: int):
+  """Row and offset of each segment (0-length segments are not placed).
+
+  Args:
+    lengths: int[n] segment lengths, each in 0..width.
+    width: row width.
+
+  Returns:
+    (row int64[n], offset int64[n], rows used); -1 for 0-length segments.
+  """
+  lengths = np.asarray(lengths, np.int64)
+  if lengths.size and (lengths.min() < 0 or lengths.max() > width):
+    raise ValueError(f'segment lengths must lie in 0..{width}')
+  row = np.full(len(lengths), -1, np.int64)
+  offset = np.full(len(lengths), -1, np.int64)
+  room: list[list[int]] = [[] for _ in range(width + 1)]  # rows by room
+  used: list[int] = []
+  for s in range(width, 0, -1):
+    items = list(np.flatnonzero(lengths == s))
+    while items:
+      # The open row with the least room that fits s, else a new row.
+      cap = next((c for c in range(s, width + 1) if room[c]), None)
+      if cap is None:
+        used.append(0)
+        r, cap = len(used) - 1, width
+      else:
+        r = room[cap].pop()
+      q = min(cap // s, len(items))
+      take, items = items[:q], items[q:]
+      row[take] = r
+      offset[take] = used[r] + s * np.arange(q)
+      used[r] += q * s
+      room[cap - q * s].append(r)
+  return row, offset, len(used)
+
+
+def packed_rows(hist: np.ndarray, width: int) -> np.ndarray:
+  """Rows `pack_segments` uses, for many batches at once.
+
+  Args:
+    hist: int[n_batches, width + 1], segments of each length per batch
+      (column 0, empty segments, is ignored).
+    width: row width.
+
+  Returns:
+    int64[n_batches].
+  """
+  hist = np.asarray(hist, np.int64)
+  n = hist.shape[0]
+  room = np.zeros((n, width + 1), np.int64)  # open rows by their room
+  rows = np.zeros(n, np.int64)
+  idx = np.arange(n)
+  for s in range(width, 0, -1):
+    left = hist[:, s].copy()
+    for cap in range(s, width + 1):
+      q = cap // s
+      full = np.minimum(room[:, cap], left // q)
+      room[:, cap] -= full
+      room[:, cap - q * s] += full
+      left -= full * q
+      part = (left > 0) & (room[:, cap] > 0)  # then left < q: one row
+      room[part, cap] -= 1
+      np.add.at(room, (idx[part], cap - left[part] * s), 1)
+      left[part] = 0
+    k = width // s
+    full = left // k
+    room[:, width - k * s] += full
+    rest = left % k
+    part = rest > 0
+    np.add.at(room, (idx[part], width - rest[part] * s), 1)
+    rows += full + part
+  return rows
+
+
+def max_packed_rows(lengths: np.ndarray, plan: BatchPlan, width: int) -> int:
+  """The most rows `pack_segments` needs for one group of any batch of the
+  run (all epochs of `plan`); the padded tail of a last batch counts 0."""
+  b, g = plan.batch_size, plan.groups
+  if b % g:
+    raise ValueError(f'batch size {b} is not divisible into {g} groups')
+  lengths = np.concatenate([np.asarray(lengths, np.int64), [0]])
+  n = len(lengths) - 1
+  best = 0
+  epochs = max(1, plan.epochs)
+  for start in range(0, epochs, 32):  # bounded memory
+    hists = []
+    for epoch in range(start, min(epochs, start + 32)):
+      order = epoch_order(n, plan.seed, epoch)
+      order = np.concatenate([order, np.full(-n % b, n)])
+      sizes = lengths[order].reshape(-1, b // g)
+      group = np.repeat(np.arange(len(sizes)), b // g)
+      hist = np.zeros((len(sizes), width + 1), np.int64)
+      np.add.at(hist, (group, sizes.ravel()), 1)
+      hists.append(hist)
+    best = max(best, int(packed_rows(np.concatenate(hists), width).max()))
+  return best
+
+
+def pack_batch(inputs: np.ndarray, lengths: np.ndarray, groups: int, rows: int):
+  """Each device group's left-padded sequences packed into `rows` rows.
+
+  Args:
+    inputs: int[b, L] left-padded sequences (0 = padding).
+    lengths: int[b] real items of each (0: the example is left out).
+    groups: G; rows split into G equal contiguous groups.
+    rows: R rows per group (>= what `pack_segments` needs).
+
+  Returns:
+    dict of 'tokens' int32[G * R, L] (0 = empty), 'segments' int32[G * R, L]
+    (1 + the example's index in its group; 0 = empty), 'source' int32[G * R,
+    L] (flat index of each position in the group's [b / G * L] inputs; 0
+    where empty), 'last' int32[G, b / G] (flat position of each example's
+    last item in its group's rows; 0 for left-out examples).
+  """
+  b, width = inputs.shape
+  per = b // groups
+  tokens = np.zeros((groups, rows * width), np.int32)
+  segments = np.zeros((groups, rows * width), np.int32)
+  source = np.zeros((groups, rows * width), np.int32)
+  last = np.zeros((groups, per), np.int32)
+  for g in range(groups):
+    lens = np.asarray(lengths[g * per : (g + 1) * per], np.int64)
+    row, offset, used = pack_segments(lens, width)
+    if used > rows:
+      raise ValueError(f'packing needs {used} rows > {rows}')
+    real = np.flatnonzero(lens)
+    start = row[real] * width + offset[real]
+    n = lens[real]
+    seg_of = np.repeat(real, n)
+    within = np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n)
+    pos = np.repeat(start, n) + within
+    col = width - np.repeat(n, n) + within
+    tokens[g, pos] = inputs[g * per + seg_of, col]
+    segments[g, pos] = seg_of + 1
+    source[g, pos] = seg_of * width + col
+    last[g, real] = start + n - 1
+  return {
+    'tokens': tokens.reshape(-1, width),
+    'segments': segments.reshape(-1, width),
+    'source': source.reshape(-1, width),
+    'last': last,
+  }

@@ -31,9 +31,11 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 import ml_collections as mlc
+import numpy as np
 import optax
 from flax import linen as nn
 
+from jaxrec.data import batching, types
 from jaxrec.diffusion import forward, samplers, timesteps
 from jaxrec.models import prefix
 from jaxrec.nn import dropout as dropout_lib
@@ -80,26 +82,54 @@ class DiffuRecNet(nn.Module):
     h = self.emb_drop(self.item_emb(seq), deterministic=not train)
     return self.emb_norm(h)
 
+  def condition(self, x_t, t):
+    """x_t + t-embedding, [..., D] for t of shape [...]."""
+    t_emb = timesteps.sinusoidal_embedding(t * (1000.0 / self.steps), self.dim)
+    return x_t + self.time_mlp[1](nn.silu(self.time_mlp[0](t_emb)))
+
+  def approximate(self, history, cond, lam_noise, mask, train: bool):
+    """[N, L, D] outputs at every position of history + lambda * cond.
+
+    cond: [N, L, D] (or broadcastable) per-position conditioning;
+    lam_noise: [N, L, D] standard normal draws for lambda.
+    """
+    lam = self.lambda_uncertainty * (1.0 + lam_noise)
+    h = history + lam * cond
+    for layer in self.layers:
+      h = layer(h, mask, train)
+    return self.out_norm(self.drop(h, deterministic=not train))
+
   def denoise(self, history, valid, x_t, t, lam_noise, train: bool):
     """x0_hat [B, D] from the history [B, L, D], x_t [B, D], t [B].
 
     lam_noise: [B, L, D] standard normal draws for lambda.
     """
-    t_emb = timesteps.sinusoidal_embedding(t * (1000.0 / self.steps), self.dim)
-    t_emb = self.time_mlp[1](nn.silu(self.time_mlp[0](t_emb)))
-    lam = self.lambda_uncertainty * (1.0 + lam_noise)
-    h = history + lam * (x_t + t_emb)[:, None, :]
+    cond = self.condition(x_t, t)[:, None, :]
     mask = transformer.attention_mask(valid, False, self.mask_axis)
-    for layer in self.layers:
-      h = layer(h, mask, train)
-    h = self.out_norm(self.drop(h, deterministic=not train))
-    return h[:, -1]
+    return self.approximate(history, cond, lam_noise, mask, train)[:, -1]
 
   def embed_items(self, items):
     return self.item_emb(items)
 
   def table(self):
     return self.item_emb.embedding
+
+
+def packed_mask(segments) -> transformer.Mask:
+  """Bidirectional attention within each segment of packed rows."""
+  same = segments[:, :, None] == segments[:, None, :]
+  return transformer.Mask((same & (segments[:, None, :] > 0))[:, None])
+
+
+@dataclasses.dataclass(frozen=True)
+class _Packed:
+  examples: batching.PrefixExamples
+  lengths: np.ndarray  # real items of each example's input
+  rows: int  # packed rows per device group
+  groups: int  # device groups per host batch
+
+  def __len__(self) -> int:
+    return len(self.examples)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,6 +155,11 @@ class DiffuRec(prefix.PrefixModel):
     return int(self.config.padding_item)
 
   @property
+  def packed(self) -> bool:
+    """Train on packed rows: exact only when padding is never attended."""
+    return batching.packing_on(self.config)
+
+  @property
   def net(self) -> DiffuRecNet:
     c = self.config
     return DiffuRecNet(
@@ -139,10 +174,43 @@ class DiffuRec(prefix.PrefixModel):
       c.mask_axis,
     )
 
+  # Host side ---------------------------------------------------------------
+
+  def train_data(self, split: types.Split, plan: batching.BatchPlan):
+    examples = super().train_data(split, plan)
+    if not self.packed:
+      return examples
+    lengths = (examples.inputs > 0).sum(1)
+    width = examples.inputs.shape[1]
+    rows = batching.max_packed_rows(lengths, plan, width)
+    return _Packed(examples, lengths, rows, plan.groups // plan.hosts)
+
+  def train_batch(self, data, index: np.ndarray, weights: np.ndarray) -> dict:
+    """Padded [b, L] inputs, or with packing (`model.pack`, key mask) each
+    device group's histories side by side in `data.rows` rows of width L:
+    'tokens' and 'segments' (1 + the example's index in its group, 0 =
+    empty) [G * rows, L], 'last' [G, b / G] the flat position of each
+    example's last item in its group's rows."""
+    if not self.packed:
+      return super().train_batch(data, index, weights)
+    ex = data.examples
+    lengths = data.lengths[index] * (weights > 0)
+    packed = batching.pack_batch(
+      ex.inputs[index], lengths, data.groups, data.rows
+    )
+    return {
+      'tokens': packed['tokens'],
+      'segments': packed['segments'],
+      'last': packed['last'],
+      'targets': ex.targets[index],
+      'weights': weights,
+    }
+
   # Pure functions ----------------------------------------------------------
 
   def init(self, rng: jax.Array, batch: dict):
-    b, length = batch['inputs'].shape
+    seq = batch['inputs'] if 'inputs' in batch else batch['tokens']
+    b, length = seq.shape
     dim = self.config.dim
 
     def both(net, seq):
@@ -151,7 +219,7 @@ class DiffuRec(prefix.PrefixModel):
       zeros = jnp.zeros((b, length, dim))
       return net.denoise(hist, seq > 0, x, jnp.zeros(b), zeros, False)
 
-    return self.net.init(rng, batch['inputs'], method=both)['params']
+    return self.net.init(rng, seq, method=both)['params']
 
   def _logits(self, params, x0_hat):
     table = self.net.apply({'params': params}, method=DiffuRecNet.table)
@@ -167,9 +235,9 @@ class DiffuRec(prefix.PrefixModel):
     """
     del step
     net, schedule = self.net, self.schedule
-    seq, targets = batch['inputs'], batch['targets']
+    seq, targets = batch.get('inputs'), batch['targets']
     k_t, k_noise, k_lam, k_drop = jax.random.split(rng, 4)
-    b = seq.shape[0]
+    b = targets.shape[0]
     t, _ = timesteps.uniform(k_t, (b,), schedule.steps)
 
     def run(net):
@@ -180,6 +248,8 @@ class DiffuRec(prefix.PrefixModel):
       lam = jax.random.normal(k_lam, history.shape)
       return net.denoise(history, seq > 0, x_t, t, lam, True)
 
+    if 'tokens' in batch:
+      run = self._packed_run(batch, targets, t, k_noise, k_lam)
     x0_hat = nn.apply(run, net)({'params': params}, rngs={'dropout': k_drop})
     logits = self._logits(params, x0_hat)
     labels = targets if self.config.padding_item else targets - 1
@@ -187,6 +257,31 @@ class DiffuRec(prefix.PrefixModel):
     w = batch['weights']
     total, count = jnp.sum(ce * w), jnp.sum(w)
     return total / jnp.maximum(count, 1.0), {'loss_sum': total, 'count': count}
+
+  def _packed_run(self, batch, targets, t, k_noise, k_lam):
+    """The approximator over packed rows (see `train_batch`): x0_hat [b, D]
+    read at each example's last position; each position is conditioned on
+    its own example's x_t and t."""
+    schedule = self.schedule
+    tokens, segments, last = batch['tokens'], batch['segments'], batch['last']
+    groups, per = last.shape
+
+    def run(net):
+      history = net.encode(tokens, True)
+      x0 = net.embed_items(targets)
+      noise = jax.random.normal(k_noise, x0.shape)
+      x_t = forward.q_sample(schedule, x0, t, noise)
+      cond = net.condition(x_t, t).reshape(groups, per, -1)
+      owner = jnp.maximum(segments - 1, 0).reshape(groups, -1)
+      cond = jnp.take_along_axis(cond, owner[..., None], axis=1)
+      cond = cond.reshape(history.shape)
+      lam = jax.random.normal(k_lam, history.shape)
+      h = net.approximate(history, cond, lam, packed_mask(segments), True)
+      h = h.reshape(groups, -1, h.shape[-1])
+      x0_hat = jnp.take_along_axis(h, last[..., None], axis=1)
+      return x0_hat.reshape(groups * per, -1)
+
+    return run
 
   def score(self, params, batch: dict, rng: jax.Array | None = None):
     """[B, n_items (+1: padding_item)] scores after T reverse steps.

@@ -9,7 +9,7 @@ masking is separate (`causal`).
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -20,61 +20,112 @@ from jaxrec.nn import dropout as dropout_lib
 MaskAxis = Literal['key', 'query']
 
 
+class Mask(NamedTuple):
+  """Which keys each query may attend to.
+
+  Attributes:
+    allowed: bool[B, 1, Lq, Lk], True = may attend.
+    flat_rows: bool[B, 1, Lq, 1] or None: queries whose logits are all set
+      equal before `allowed` applies, so they attend uniformly to their
+      allowed keys (PyTorch's `masked_fill(-1e9)` on a padded query row
+      followed by an additive causal mask, as in ADRec's official code).
+  """
+
+  allowed: jnp.ndarray
+  flat_rows: jnp.ndarray | None = None
+
+
 def attention_mask(
   valid: jnp.ndarray, causal: bool, mask_axis: MaskAxis = 'key'
-) -> jnp.ndarray:
-  """bool[B, 1, L, L] attention mask (True = may attend).
+) -> Mask:
+  """The attention mask of sequences with padding `valid` (False = pad).
 
   Args:
     valid: bool[B, L], False at padding.
     causal: position i sees positions j <= i only.
-    mask_axis: 'key' masks padded keys; 'query' masks padded queries (the
-      DiffuRec/ADRec quirk: real queries still see padded keys).
+    mask_axis: 'key' masks padded keys; 'query' flattens padded queries (the
+      DiffuRec/ADRec quirk): a padded query attends uniformly to every key
+      it may see, and real queries still see padded keys.
   """
   if mask_axis == 'key':
-    mask = nn.make_attention_mask(jnp.ones_like(valid), valid)
+    allowed = nn.make_attention_mask(jnp.ones_like(valid), valid)
+    flat = None
   elif mask_axis == 'query':
-    mask = nn.make_attention_mask(valid, jnp.ones_like(valid))
+    b, length = valid.shape
+    allowed = jnp.ones((b, 1, length, length), bool)
+    flat = ~valid[:, None, :, None]
   else:
     raise ValueError(f"mask_axis={mask_axis!r}; expected 'key' or 'query'")
   if causal:
-    mask = nn.combine_masks(mask, nn.make_causal_mask(valid))
-  return mask
+    allowed = nn.combine_masks(allowed, nn.make_causal_mask(valid))
+  return Mask(allowed, flat)
+
+
+def last_query_mask(mask: Mask) -> Mask:
+  """The mask of the last query only (for decoding it against a cache)."""
+  flat = None if mask.flat_rows is None else mask.flat_rows[:, :, -1:]
+  return Mask(mask.allowed[:, :, -1:], flat)
+
+
+KV = tuple[jnp.ndarray, jnp.ndarray]
 
 
 class SelfAttention(nn.Module):
-  """Multi-head self-attention with `dropout_lib` on the attention weights.
+  """Multi-head self-attention, with an optional key/value cache.
 
   The parameters are laid out as in `nn.MultiHeadDotProductAttention`
-  (query / key / value / out DenseGeneral); only the dropout draw differs.
+  (query / key / value / out DenseGeneral). Dropout on the attention
+  weights draws 16-bit masks (`jaxrec.nn.dropout`) when `fast_dropout`,
+  else float32 Bernoulli draws like `nn.Dropout`.
   """
 
   heads: int
   dropout: float
+  fast_dropout: bool = True
 
   @nn.compact
-  def __call__(self, x, mask, train: bool):
+  def __call__(self, x, mask: Mask, train: bool, cache: KV | None = None):
+    """Attends the queries of `x` [B, Lq, D] to `cache` + `x`'s keys.
+
+    Args:
+      x: [B, Lq, D] the positions computed now.
+      mask: over keys `cache` + `x` (length Lc + Lq).
+      train: dropout on.
+      cache: (k, v) [B, Lc, H, D/H] of earlier positions, or None.
+
+    Returns:
+      ([B, Lq, D] output, (k, v) of `x`'s positions).
+    """
     dim = x.shape[-1]
     if dim % self.heads:
       raise ValueError(f'width {dim} is not divisible by {self.heads} heads')
     head = dim // self.heads
     proj = lambda name: nn.DenseGeneral((self.heads, head), name=name)(x)
     q, k, v = proj('query'), proj('key'), proj('value')
+    keys, values = k, v
+    if cache is not None:
+      keys = jnp.concatenate([cache[0], k], axis=1)
+      values = jnp.concatenate([cache[1], v], axis=1)
     logits = jnp.einsum(
-      'bqhd,bkhd->bhqk', q / jnp.sqrt(head).astype(q.dtype), k
+      'bqhd,bkhd->bhqk', q / jnp.sqrt(head).astype(q.dtype), keys
     )
-    logits = jnp.where(mask, logits, jnp.finfo(logits.dtype).min)
+    if mask.flat_rows is not None:
+      logits = jnp.where(mask.flat_rows, 0.0, logits)
+    logits = jnp.where(mask.allowed, logits, jnp.finfo(logits.dtype).min)
     probs = jax.nn.softmax(logits, axis=-1)
     if train and self.dropout:
-      probs = dropout_lib.apply(
-        probs, self.dropout, self.make_rng('dropout'), False
-      )
-    out = jnp.einsum('bhqk,bkhd->bqhd', probs, v)
-    return nn.DenseGeneral(dim, axis=(-2, -1), name='out')(out)
+      rng = self.make_rng('dropout')
+      if self.fast_dropout:
+        probs = dropout_lib.apply(probs, self.dropout, rng, False)
+      else:
+        keep = jax.random.bernoulli(rng, 1.0 - self.dropout, probs.shape)
+        probs = jnp.where(keep, probs / (1.0 - self.dropout), 0.0)
+    out = jnp.einsum('bhqk,bkhd->bqhd', probs, values)
+    return nn.DenseGeneral(dim, axis=(-2, -1), name='out')(out), (k, v)
 
 
 class Block(nn.Module):
-  """Pre-LayerNorm self-attention + feed-forward block.
+  """Self-attention + feed-forward block, pre- or post-LayerNorm.
 
   Attributes:
     heads: attention heads.
@@ -85,6 +136,8 @@ class Block(nn.Module):
     ln_eps: LayerNorm epsilon.
     fast_dropout: draw dropout masks from 16-bit uniforms (`jaxrec.nn.
       dropout`, about 6x cheaper on CPU) instead of `nn.Dropout`'s.
+    norm_first: pre-LN (x + f(LN(x))) when True; post-LN (LN(x + f(x)),
+      the original Transformer, as ADRec) when False.
   """
 
   heads: int
@@ -94,29 +147,58 @@ class Block(nn.Module):
   out_dropout: bool = False
   ln_eps: float = 1e-8
   fast_dropout: bool = False
+  norm_first: bool = True
 
   @nn.compact
-  def __call__(self, x, mask, train: bool):
-    """x: [B, L, D]; mask: bool[B, 1, L, L]. Returns [B, L, D]."""
+  def __call__(
+    self,
+    x,
+    mask: Mask,
+    train: bool,
+    cache: KV | None = None,
+    return_kv: bool = False,
+  ):
+    """x: [B, L, D] (the positions after `cache`, if any).
+
+    Returns [B, L, D], and the (k, v) of x's positions if `return_kv`.
+    """
     dim = x.shape[-1]
     drop_cls = dropout_lib.Dropout if self.fast_dropout else nn.Dropout
     drop = lambda h: drop_cls(self.dropout)(h, deterministic=not train)
-    h = nn.LayerNorm(epsilon=self.ln_eps)(x)
-    if self.fast_dropout:
-      h = SelfAttention(self.heads, self.dropout)(h, mask, train)
+    norm = lambda h: nn.LayerNorm(epsilon=self.ln_eps)(h)
+    h = norm(x) if self.norm_first else x
+    kv = None
+    own = (
+      self.fast_dropout
+      or cache is not None
+      or return_kv
+      or mask.flat_rows is not None
+    )
+    if own:
+      # Without fast dropout this stands in for the Flax module below, so
+      # it takes that module's name and the parameters stay interchangeable.
+      name = None if self.fast_dropout else 'MultiHeadDotProductAttention_0'
+      h, kv = SelfAttention(
+        self.heads, self.dropout, self.fast_dropout, name=name
+      )(h, mask, train, cache)
     else:
       h = nn.MultiHeadDotProductAttention(
         num_heads=self.heads,
         dropout_rate=self.dropout,
         deterministic=not train,
-      )(h, h, mask=mask)
+      )(h, h, mask=mask.allowed)
     x = x + drop(h)
-    h = nn.LayerNorm(epsilon=self.ln_eps)(x)
+    if not self.norm_first:
+      x = norm(x)
+    h = norm(x) if self.norm_first else x
     h = nn.Dense(dim * self.ffn_mult)(h)
     h = ACTIVATIONS[self.activation](h)
     h = nn.Dense(dim)(drop(h))
     x = x + drop(h)
-    return drop(x) if self.out_dropout else x
+    if not self.norm_first:
+      x = norm(x)
+    x = drop(x) if self.out_dropout else x
+    return (x, kv) if return_kv else x
 
 
 ACTIVATIONS = {'relu': nn.relu, 'gelu': lambda h: nn.gelu(h, approximate=True)}

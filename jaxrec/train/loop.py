@@ -41,7 +41,7 @@ from absl import logging
 from jaxrec import models
 from jaxrec.data import batching, types
 from jaxrec.eval import protocol as protocol_lib
-from jaxrec.train import checkpoint, fit_linear, optim, parallel, record
+from jaxrec.train import checkpoint, fit_linear, optim, parallel, pcgrad, record
 from jaxrec.train import writer as writer_lib
 
 
@@ -157,18 +157,46 @@ def frozen_schedule(stages, params, steps_per_epoch: int):
   return frozen
 
 
-def _make_train_step(model, tx, frozen=None):
-  """The pure train step; `frozen(step)` (see `frozen_schedule`) zeroes the
-  gradients and updates of the parameters a stage freezes."""
+def _task_gradients(model, params, batch, rng, step):
+  """PCGrad over `model.task_losses`: (mean loss, aux, mean of the
+  projected task gradients), as the official PCGrad merges them."""
+  fn = lambda p: model.task_losses(p, batch, rng, step)
+  losses, vjp, aux = jax.vjp(fn, params, has_aux=True)
+  n = losses.shape[0]
+  (stacked,) = jax.vmap(vjp)(jnp.eye(n, dtype=losses.dtype))
+  grads = pcgrad.combine(stacked, jax.random.fold_in(rng, 0x9C))
+  grads = jax.tree.map(lambda g: g / n, grads)
+  total = jnp.mean(losses)
+  return total, {'loss_sum': total * aux['count'], 'count': aux['count']}, grads
+
+
+def _make_train_step(model, tx, frozen=None, use_pcgrad=False, leaky=False):
+  """The pure train step.
+
+  Args:
+    model: the model surface; with `use_pcgrad`, it needs `task_losses`.
+    tx: the optimizer.
+    frozen: `frozen(step)` (see `frozen_schedule`): zeroes the gradients
+      and updates of the parameters a stage freezes.
+    use_pcgrad: combine the task gradients with PCGrad (`jaxrec.train.
+      pcgrad`) instead of differentiating `model.loss`.
+    leaky: the official-ADRec quirk: frozen parameters get zero gradients
+      but their updates are not masked, so coupled weight decay moves them.
+  """
 
   def train_step(state: TrainState, batch, rng):
-    grad_fn = jax.value_and_grad(model.loss, has_aux=True)
-    (_, aux), grads = grad_fn(state.params, batch, rng, state.step)
+    if use_pcgrad:
+      _, aux, grads = _task_gradients(
+        model, state.params, batch, rng, state.step
+      )
+    else:
+      grad_fn = jax.value_and_grad(model.loss, has_aux=True)
+      (_, aux), grads = grad_fn(state.params, batch, rng, state.step)
     if frozen is not None:
       mask = frozen(state.step)
       grads = jax.tree.map(lambda g, f: jnp.where(f, 0, g), grads, mask)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
-    if frozen is not None:
+    if frozen is not None and not leaky:
       updates = jax.tree.map(lambda u, f: jnp.where(f, 0, u), updates, mask)
     params = optax.apply_updates(state.params, updates)
     metrics = {
@@ -288,6 +316,54 @@ class _Setup:
     )
 
 
+def _pretrained_params(config, workdir: pathlib.Path, split) -> dict | None:
+  """The parameters `config.pretrain` copies from its pre-training run.
+
+  `config.pretrain` = {'config': a full experiment config, 'params': top-
+  level parameter names}. That run lives in `<workdir>/pretrain` (trained
+  there, or resumed, or read back when complete); its selected (best)
+  checkpoint provides the parameters.
+  """
+  pc = config.get('pretrain')
+  if pc is None or not pc.get('config'):
+    return None
+  sub = workdir / 'pretrain'
+  logging.info('stage pretrain: %s in %s', pc.config.model.name, sub)
+  train_and_evaluate(pc.config, sub, split=split)
+  sub_run = _Setup.build(pc.config, split)
+  ckpts = checkpoint.Checkpoints(sub / 'checkpoints')
+  try:
+    state, _ = ckpts.restore_best(sub_run.abstract)
+  finally:
+    ckpts.close()
+  out = {}
+  for name in pc.params:
+    if name not in state.params:
+      raise KeyError(
+        f'pretrain.params: {name!r} is not a parameter of the pre-training'
+        f' model {pc.config.model.name!r} (it has {sorted(state.params)})'
+      )
+    out[name] = state.params[name]
+  return out
+
+
+def _with_params(state: TrainState, new: dict, tx, sharding) -> TrainState:
+  """`state` with top-level parameters replaced and the optimizer re-
+  initialised; shapes must match."""
+  for name, tree in new.items():
+    if name not in state.params:
+      raise KeyError(f'pretrain.params: the model has no parameter {name!r}')
+    want = jax.tree.map(jnp.shape, state.params[name])
+    got = jax.tree.map(jnp.shape, tree)
+    if want != got:
+      raise ValueError(
+        f'pretrain.params: {name!r} has shapes {got}; the model needs {want}'
+      )
+  params = {**state.params, **new}
+  fresh = TrainState(state.step, params, tx.init(params))
+  return jax.device_put(fresh, sharding)
+
+
 def evaluate_best(workdir: str | pathlib.Path) -> dict:
   """Re-ranks valid and test with a finished or running workdir's best
   checkpoint (experiments/eval.py); writes and returns eval.json's dict.
@@ -372,6 +448,9 @@ def train_and_evaluate(
   stopped = False
   if restored is None:
     state = jax.jit(run.init_state, out_shardings=repl)()
+    pre = _pretrained_params(config, workdir, split)
+    if pre is not None:
+      state = _with_params(state, pre, run.tx, repl)
     logging.info('new run: %d steps (%d per epoch)', total_steps, per_epoch)
   else:
     state, meta = restored
@@ -393,7 +472,13 @@ def train_and_evaluate(
   frozen = frozen_schedule(
     tuple(tc.get('stages', ())), abstract.params, per_epoch
   )
-  step_fn = _make_train_step(model, run.tx, frozen)
+  use_pcgrad = bool(tc.get('pcgrad', False))
+  if use_pcgrad and not hasattr(model, 'task_losses'):
+    raise ValueError(
+      f'train.pcgrad=True, but model {config.model.name!r} has no task losses'
+    )
+  leaky = bool(config.model.get('leaky_freeze', False))
+  step_fn = _make_train_step(model, run.tx, frozen, use_pcgrad, leaky)
 
   def counted_step(*args):
     # Runs at trace time only. Shapes are static, so a second trace is a

@@ -1,7 +1,8 @@
 """Optax optimizers and learning-rate schedules from `config.optim`.
 
 Fields: name ('adam' | 'adamw' | 'sgd'), lr, b1, b2, eps, weight_decay
-(decoupled, adamw only), schedule ('constant' | 'cosine' | 'linear' |
+(adamw: decoupled; adam: coupled L2 added to the gradient, as PyTorch's
+Adam; sgd: unused), schedule ('constant' | 'cosine' | 'linear' |
 'step', with decay_epochs and decay_rate), warmup_steps, grad_clip (global
 norm; 0 = off).
 """
@@ -53,6 +54,8 @@ def make(config: mlc.ConfigDict, total_steps: int, steps_per_epoch: int = 1):
   lr = learning_rate(config, total_steps, steps_per_epoch)
   if config.name == 'adam':
     tx = optax.adam(lr, b1=config.b1, b2=config.b2, eps=config.eps)
+    if config.weight_decay:  # coupled L2, as torch.optim.Adam's
+      tx = optax.chain(optax.add_decayed_weights(config.weight_decay), tx)
   elif config.name == 'adamw':
     tx = optax.adamw(
       lr,

@@ -1,0 +1,19 @@
+"""ADRec's stage 1 alone: the SASRec-style embedding model (no positions).
+
+    python -m experiments.train \
+      --config=configs/adrec_pretrain.py:dataset=adrec-beauty \
+      --workdir=runs/adrec-pretrain-adrec-beauty
+
+`configs/adrec.py` runs this stage itself in `<workdir>/pretrain`; this
+config exists to train or inspect it on its own.
+"""
+
+import ml_collections as mlc
+
+from configs import adrec, common
+
+
+def get_config(arg: str | None = None) -> mlc.ConfigDict:
+  return adrec.pretrain_config(
+    common.parse_arg(arg, dataset='adrec-beauty', tiny=False)
+  )
