@@ -494,7 +494,9 @@ class ADRec(_NextItemHost):
 
     def run(net):
       c = net.encode(seq, False)
-      x_hist = net.embed_items(seq[:, 1:])
+      # Positions 0..L-2 hold their clean targets (the next item), padding
+      # where the input is padding, as in training.
+      x_hist = net.embed_items(jnp.where(seq[:, :-1] > 0, seq[:, 1:], 0))
       if kv_reuse:
         caches = net.history_cache(c, x_hist, seq)
 
