@@ -124,8 +124,15 @@ def get_config(arg: str | None = None) -> mlc.ConfigDict:
   c.optim = _optim()
   c.train = _train(a.tiny)
   c.train.stages = [{'epochs': 5, 'frozen': ['item_emb']}]
+  # The pre-training run's workdir, relative to this run's; the seeds
+  # runner points every seed at one shared run, as the official code loads
+  # one pretrained file for all runs.
   c.pretrain = mlc.ConfigDict(
-    {'config': pretrain_config(a), 'params': ['item_emb']}
+    {
+      'config': pretrain_config(a),
+      'params': ['item_emb'],
+      'workdir': 'pretrain',
+    }
   )
   if a.tiny:
     _tiny(c)

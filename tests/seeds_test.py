@@ -42,3 +42,24 @@ def test_two_seeds_of_a_neural_and_a_linear_config(tmp_path):
   e = ease_config.get_config('dataset=synthetic,tiny')
   out = seeds.run_seeds(e, tmp_path / 'ease', [3, 4])
   assert out['test']['recall@20']['n'] == 2
+
+
+def test_seeds_share_one_pretraining_stage(tmp_path):
+  from configs import adrec as adrec_config
+
+  c = adrec_config.get_config('dataset=synthetic-seq,tiny')
+  c.train.update(steps=4, eval_every=2)
+  c.pretrain.config.train.update(steps=4, eval_every=2)
+  seeds.run_seeds(c, tmp_path, [0, 1])
+  shared = tmp_path / 'pretrain' / 'results.json'
+  assert shared.exists()
+  assert not (tmp_path / 'seed0' / 'pretrain').exists()
+  assert not (tmp_path / 'seed1' / 'pretrain').exists()
+  # Both seeds started from the one pre-training run, trained once.
+  pre = json.loads(shared.read_text())
+  assert pre['seed'] == 0 and pre['model'] == 'adrec_pretrain'
+  for s in (0, 1):
+    saved = json.loads((tmp_path / f'seed{s}' / 'config.json').read_text())
+    assert saved['pretrain']['workdir'] == str(
+      (tmp_path / 'pretrain').resolve()
+    )

@@ -51,6 +51,10 @@ def run_seeds(
   for seed in seeds:
     c = mlc.ConfigDict(config.to_dict())
     c.seed = int(seed)
+    if c.get('pretrain') is not None and c.pretrain.get('config'):
+      # One pre-training stage for every seed (its own seed stays fixed),
+      # as the official ADRec code loads one pretrained file for all runs.
+      c.pretrain.workdir = str((root / 'pretrain').resolve())
     workdir = root / f'seed{seed}'
     if 'train' in c:
       runs[seed] = loop.train_and_evaluate(c, workdir)

@@ -320,14 +320,15 @@ def _pretrained_params(config, workdir: pathlib.Path, split) -> dict | None:
   """The parameters `config.pretrain` copies from its pre-training run.
 
   `config.pretrain` = {'config': a full experiment config, 'params': top-
-  level parameter names}. That run lives in `<workdir>/pretrain` (trained
-  there, or resumed, or read back when complete); its selected (best)
-  checkpoint provides the parameters.
+  level parameter names, 'workdir': where that run lives (relative to
+  `workdir`; default 'pretrain')}. It is trained there, or resumed, or read
+  back when complete; its selected (best) checkpoint provides the
+  parameters.
   """
   pc = config.get('pretrain')
   if pc is None or not pc.get('config'):
     return None
-  sub = workdir / 'pretrain'
+  sub = workdir / pc.get('workdir', 'pretrain')  # an absolute path wins
   logging.info('stage pretrain: %s in %s', pc.config.model.name, sub)
   train_and_evaluate(pc.config, sub, split=split)
   sub_run = _Setup.build(pc.config, split)
