@@ -143,23 +143,27 @@ class BatchPlan:
   hosts: int = 1
 
 
+def group_values(values: np.ndarray, plan: BatchPlan):
+  """Per epoch of the run, int64[batches * G, b / G]: `values` of the
+  examples of each device group of each batch (padding rows give 0)."""
+  b, g = plan.batch_size, plan.groups
+  if b % g:
+    raise ValueError(f'batch size {b} is not divisible into {g} groups')
+  values = np.concatenate([np.asarray(values, np.int64), [0]])
+  n = len(values) - 1
+  for epoch in range(max(1, plan.epochs)):
+    order = epoch_order(n, plan.seed, epoch)
+    order = np.concatenate([order, np.full(-n % b, n)])  # n: the 0 row
+    yield values[order].reshape(-1, b // g)
+
+
 def max_group_sum(values: np.ndarray, plan: BatchPlan) -> int:
   """The largest sum of `values` over one group of any batch of the run.
 
   Exact over every batch the plan can draw (all epochs), so a buffer of
   this size never overflows; padding rows count 0.
   """
-  b, g = plan.batch_size, plan.groups
-  if b % g:
-    raise ValueError(f'batch size {b} is not divisible into {g} groups')
-  values = np.concatenate([np.asarray(values, np.int64), [0]])
-  n = len(values) - 1
-  best = 0
-  for epoch in range(max(1, plan.epochs)):
-    order = epoch_order(n, plan.seed, epoch)
-    order = np.concatenate([order, np.full(-n % b, n)])  # n: the 0 row
-    best = max(best, int(values[order].reshape(-1, b // g).sum(1).max()))
-  return best
+  return max(int(v.sum(1).max()) for v in group_values(values, plan))
 
 
 def pack(mask: np.ndarray, groups: int, budget: int):
@@ -327,25 +331,14 @@ def packed_rows(hist: np.ndarray, width: int) -> np.ndarray:
 def max_packed_rows(lengths: np.ndarray, plan: BatchPlan, width: int) -> int:
   """The most rows `pack_segments` needs for one group of any batch of the
   run (all epochs of `plan`); the padded tail of a last batch counts 0."""
-  b, g = plan.batch_size, plan.groups
-  if b % g:
-    raise ValueError(f'batch size {b} is not divisible into {g} groups')
-  lengths = np.concatenate([np.asarray(lengths, np.int64), [0]])
-  n = len(lengths) - 1
-  best = 0
-  epochs = max(1, plan.epochs)
-  for start in range(0, epochs, 32):  # bounded memory
-    hists = []
-    for epoch in range(start, min(epochs, start + 32)):
-      order = epoch_order(n, plan.seed, epoch)
-      order = np.concatenate([order, np.full(-n % b, n)])
-      sizes = lengths[order].reshape(-1, b // g)
-      group = np.repeat(np.arange(len(sizes)), b // g)
-      hist = np.zeros((len(sizes), width + 1), np.int64)
-      np.add.at(hist, (group, sizes.ravel()), 1)
-      hists.append(hist)
-    best = max(best, int(packed_rows(np.concatenate(hists), width).max()))
-  return best
+  hists = []
+  for sizes in group_values(lengths, plan):
+    rows = len(sizes)
+    ids = (sizes + (width + 1) * np.arange(rows)[:, None]).ravel()
+    hist = np.bincount(ids, minlength=rows * (width + 1))
+    hists.append(hist.reshape(rows, width + 1))
+  # `packed_rows` is vectorised over batches: one call for the whole run.
+  return int(packed_rows(np.concatenate(hists), width).max())
 
 
 def pack_batch(inputs: np.ndarray, lengths: np.ndarray, groups: int, rows: int):

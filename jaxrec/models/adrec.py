@@ -391,7 +391,6 @@ class ADRec(_NextItemHost):
   n_items: int
 
   QUIRKS = ('mask_axis', 'padding_item', 'leaky_freeze')
-  TASKS = ('ce', 'mse')
 
   @property
   def net(self) -> ADRecNet:

@@ -234,11 +234,22 @@ class DiffuRec(prefix.PrefixModel):
       (mean loss, {'loss_sum', 'count'}) over the weighted examples.
     """
     del step
-    net, schedule = self.net, self.schedule
-    seq, targets = batch.get('inputs'), batch['targets']
+    net, targets = self.net, batch['targets']
     k_t, k_noise, k_lam, k_drop = jax.random.split(rng, 4)
-    b = targets.shape[0]
-    t, _ = timesteps.uniform(k_t, (b,), schedule.steps)
+    t, _ = timesteps.uniform(k_t, targets.shape, self.schedule.steps)
+    layout = self._packed_run if 'tokens' in batch else self._padded_run
+    run = layout(batch, targets, t, k_noise, k_lam)
+    x0_hat = nn.apply(run, net)({'params': params}, rngs={'dropout': k_drop})
+    logits = self._logits(params, x0_hat)
+    labels = targets if self.config.padding_item else targets - 1
+    ce = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+    w = batch['weights']
+    total, count = jnp.sum(ce * w), jnp.sum(w)
+    return total / jnp.maximum(count, 1.0), {'loss_sum': total, 'count': count}
+
+  def _padded_run(self, batch, targets, t, k_noise, k_lam):
+    """The approximator over padded [b, L] inputs: x0_hat [b, D]."""
+    schedule, seq = self.schedule, batch['inputs']
 
     def run(net):
       history = net.encode(seq, True)
@@ -248,15 +259,7 @@ class DiffuRec(prefix.PrefixModel):
       lam = jax.random.normal(k_lam, history.shape)
       return net.denoise(history, seq > 0, x_t, t, lam, True)
 
-    if 'tokens' in batch:
-      run = self._packed_run(batch, targets, t, k_noise, k_lam)
-    x0_hat = nn.apply(run, net)({'params': params}, rngs={'dropout': k_drop})
-    logits = self._logits(params, x0_hat)
-    labels = targets if self.config.padding_item else targets - 1
-    ce = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
-    w = batch['weights']
-    total, count = jnp.sum(ce * w), jnp.sum(w)
-    return total / jnp.maximum(count, 1.0), {'loss_sum': total, 'count': count}
+    return run
 
   def _packed_run(self, batch, targets, t, k_noise, k_lam):
     """The approximator over packed rows (see `train_batch`): x0_hat [b, D]
