@@ -14,22 +14,32 @@ from jaxrec.data import types
 from jaxrec.eval import ranking
 
 
-@pytest.fixture(params=['native', 'xla'])
+@pytest.fixture(params=['fused', 'native', 'xla'])
 def top_k_path(request, monkeypatch):
-  """Runs a test with jaxrec's native top-k and with XLA's."""
+  """Runs a test with the fused native score+top-k (for scorers that offer
+  it), with XLA's scoring and the native top-k, and with XLA's top-k."""
   if request.param == 'xla':
     monkeypatch.setattr(native, 'top_k_kernel', lambda: False)
   elif not native.top_k_kernel():
     pytest.skip('JAXREC_NATIVE=0 (native_test checks the kernel builds)')
+  if request.param != 'fused':
+    monkeypatch.setattr(ranking, 'can_fuse', lambda scorer: False)
   return request.param
 
 
 class DotScorer:
-  """score = user_emb[users] @ item_emb.T, optionally rounded to tie."""
+  """score = user_emb[users] @ item_emb.T, optionally rounded to tie.
+
+  Unrounded, and unless a subclass redefines `score`, it also offers
+  `user_vectors` and `item_vectors`: the fused ranking path.
+  """
 
   def __init__(self, user_emb, item_emb, decimals=None):
     self.params = {'user': jnp.asarray(user_emb), 'item': jnp.asarray(item_emb)}
     self.decimals = decimals
+    if decimals is None and type(self).score is DotScorer.score:
+      self.user_vectors = lambda params, batch: params['user'][batch['users']]
+      self.item_vectors = lambda params: params['item']
 
   def make_batch(self, history, users):
     del history
@@ -38,6 +48,12 @@ class DotScorer:
   def score(self, params, batch):
     s = params['user'][batch['users']] @ params['item'].T
     return s if self.decimals is None else jnp.round(s, self.decimals)
+
+
+def _unfusable(scorer):
+  """The scorer without its fused path (for tests that replace `score`)."""
+  del scorer.user_vectors, scorer.item_vectors
+  return scorer
 
 
 def _dot_scorer(rng, n_users, n_items, decimals=None, dim=4):
@@ -138,13 +154,19 @@ def test_step_traces_once_with_a_padded_last_chunk():
     np.arange(n_users), rng.integers(0, n_items, n_users), n_users
   )
   exclude = _random_part(rng, n_users, n_items, 5)
-  # score is traced once per trace of the jitted step.
+  # score (or user_vectors, fused) is traced once per trace of the step.
   scorer.score = chex.assert_max_traces(scorer.score, n=1)
-  res = ranking.rank(scorer, truth, truth, exclude, n_items, 5, chunk_size=64)
-  assert len(res.users) == n_users  # 16 chunks, the last one padded
-  # The compiled step is kept for this scorer: a second call, even with
-  # another chunk size's last chunk, does not trace again.
-  ranking.rank(scorer, truth, truth, exclude, n_items, 5, chunk_size=64)
+  scorer.user_vectors = chex.assert_max_traces(scorer.user_vectors, n=1)
+  for fused in (True, False):
+    res = ranking.rank(
+      scorer, truth, truth, exclude, n_items, 5, chunk_size=64, fused=fused
+    )
+    assert len(res.users) == n_users  # 16 chunks, the last one padded
+    # The compiled step is kept for this scorer: a second call, even with
+    # another chunk size's last chunk, does not trace again.
+    ranking.rank(
+      scorer, truth, truth, exclude, n_items, 5, chunk_size=64, fused=fused
+    )
 
 
 def test_scorer_is_not_kept_alive_by_the_step_cache():
@@ -203,7 +225,7 @@ def test_all_equal_scores_and_excluded_items(value, top_k_path):
   # Every score equal (or -inf): lowest ids first, excluded items never
   # ranked, and slots past the candidates left are -1 and not hits.
   n_users, n_items, k = 3, 6, 4
-  scorer = DotScorer(np.zeros((n_users, 1)), np.zeros((n_items, 1)))
+  scorer = _unfusable(DotScorer(np.zeros((n_users, 1)), np.zeros((n_items, 1))))
   scorer.score = lambda params, batch: jnp.full(
     (len(batch['users']), n_items), value, jnp.float32
   )
@@ -258,8 +280,12 @@ def test_errors_are_named(top_k_path):
     ranking.rank(scorer, truth, truth, None, 5, 2)
   with pytest.raises(ValueError, match='k=6'):
     ranking.rank(scorer, truth, truth, None, 5, 6)
-  with pytest.raises(ValueError, match=r'expected \[B, 4\]'):
-    ranking.rank(_dot_scorer(rng, 10, 5), truth, truth, None, 4, 2)
+  wrong_width = _dot_scorer(rng, 10, 5)  # scores 5 items, 4 are ranked
+  fused = ranking.can_fuse(wrong_width)
+  with pytest.raises(
+    ValueError, match=r'expected \[4, d\]' if fused else r'expected \[B, 4\]'
+  ):
+    ranking.rank(wrong_width, truth, truth, None, 4, 2)
 
 
 class StepTest(chex.TestCase):
@@ -322,3 +348,48 @@ def test_phantom_items_take_slots_but_never_hit(many_truth, top_k_path):
     hits = np.isin(want, truth.user_items(u)) & (want >= 0)
     assert res.hits[row].tolist() == hits.tolist()
   assert (res.topk == -1).any()  # the phantom did take some slots
+
+
+@pytest.mark.parametrize('k', [10, 45])
+@pytest.mark.parametrize('many_truth', [False, True])
+def test_fused_path_equals_the_unfused_one(k, many_truth):
+  # Scores exact in float32 (multiples of 1/4), so both paths must agree
+  # exactly: exclusions (some users left with fewer than k candidates),
+  # ties, a phantom item, a padded last chunk, a users filter.
+  if not native.top_k_kernel():
+    pytest.skip('JAXREC_NATIVE=0 (native_test checks the kernel builds)')
+  rng = np.random.default_rng(12)
+  n_users, n_items = 90, 70
+  scorer = DotScorer(
+    np.round(rng.standard_normal((n_users, 6)) * 2) / 4,
+    np.round(rng.standard_normal((n_items + 1, 6)) * 2) / 4,
+  )
+  scorer.phantom_items = 1
+  assert ranking.can_fuse(scorer)
+  truth = _random_part(rng, n_users, n_items, 30 if many_truth else 1)
+  exclude = _random_part(rng, n_users, n_items, 40)
+  users = rng.choice(n_users, 60, replace=False)
+  runs = [
+    ranking.rank(
+      scorer, truth, truth, excl, n_items, k, 16, users=users, fused=fused
+    )
+    for excl in (exclude, None)
+    for fused in (True, False)
+  ]
+  for fused, unfused in (runs[:2], runs[2:]):
+    chex.assert_trees_all_equal(
+      (fused.users, fused.topk, fused.hits, fused.n_gt),
+      (unfused.users, unfused.topk, unfused.hits, unfused.n_gt),
+    )
+  assert (runs[0].topk == -1).any() and runs[0].hits.any()
+
+
+def test_fused_nan_is_named():
+  if not native.top_k_kernel():
+    pytest.skip('JAXREC_NATIVE=0 (native_test checks the kernel builds)')
+  truth = types.Part.from_events(np.arange(10), np.arange(10) % 5, 10)
+  users = np.ones((10, 2), np.float32)
+  users[7, 0] = np.nan
+  scorer = DotScorer(users, np.ones((5, 2), np.float32))
+  with pytest.raises(FloatingPointError, match='user 7'):
+    ranking.rank(scorer, truth, truth, None, 5, 2)

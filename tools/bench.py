@@ -12,6 +12,9 @@ machine because the floor is measured in the same run.
 Rows:
   rank    full ranking + top-20 over all items for every user with a
           dot-product scorer (d=128): floor = 2 U I d flops at the XLA rate.
+          The first row is the fused native score+top-k (what `rank` runs
+          on CPU for inner-product scorers), the `unfused` row XLA's
+          scoring matmul then the top-k, as for any other scorer.
   sasrec  one SASRec train step (forward, backward, Adam) at the Beauty
           shapes of configs/sasrec.py: B=128, L=50, d=64, 2 blocks, CE over
           12,101 items at the packed targets: floor = the step's flops (XLA's
@@ -103,7 +106,13 @@ class _DotScorer:
     return {'users': np.asarray(users, np.int32)}
 
   def score(self, params, batch):
-    return params['users'][batch['users']] @ params['items'].T
+    return self.user_vectors(params, batch) @ self.item_vectors(params).T
+
+  def user_vectors(self, params, batch):
+    return params['users'][batch['users']]
+
+  def item_vectors(self, params):
+    return params['items']
 
 
 def bench_rank(flops: dict, repeats: int) -> dict:
@@ -116,10 +125,19 @@ def bench_rank(flops: dict, repeats: int) -> dict:
   truth = types.Part.from_events(
     np.arange(n_users), rng.integers(0, n_items, n_users), n_users
   )
-  run = lambda: ranking.rank(
-    scorer, truth, truth, None, n_items, k=20, chunk_size=_CHUNK.value
-  )
-  seconds = best_time(run, repeats)
+  runs = {
+    fused: lambda fused=fused: ranking.rank(
+      scorer,
+      truth,
+      truth,
+      None,
+      n_items,
+      k=20,
+      chunk_size=_CHUNK.value,
+      fused=fused,
+    )
+    for fused in (True, False)
+  }
   floor = 2 * n_users * n_items * dim / flops['xla']
   # The same scoring matmuls alone (no top-k), chunk by chunk: what the
   # skinny [B, d] x [d, I] products reach on this machine.
@@ -137,17 +155,24 @@ def bench_rank(flops: dict, repeats: int) -> dict:
 
   matmul_s = best_time(matmuls, repeats)
   topk = 'native' if native.top_k_kernel() else 'XLA'
-  return [
-    {
-      'task': f'rank+top20 {n_users}x{n_items} d={dim}',
-      'seconds': seconds,
-      'floor_s': floor,
-      'floor/time': floor / seconds,
-      'note': (
-        f'chunk {chunk}, {topk} top-k; scoring matmuls alone {matmul_s:.3f} s'
-      ),
-    }
-  ]
+  rows = []
+  for fused, run in runs.items():
+    if fused and not ranking.can_fuse(scorer):
+      continue  # no native kernels here: only the unfused row
+    seconds = best_time(run, repeats)
+    how = 'fused native score+top-k' if fused else f'matmul + {topk} top-k'
+    rows.append(
+      {
+        'task': f'rank+top20 {n_users}x{n_items} d={dim}'
+        + ('' if fused else ' unfused'),
+        'seconds': seconds,
+        'floor_s': floor,
+        'floor/time': floor / seconds,
+        'note': f'chunk {chunk}, {how}'
+        + ('' if fused else f'; scoring matmuls alone {matmul_s:.3f} s'),
+      }
+    )
+  return rows
 
 
 def _seq_split(n_items: int, n_users: int, mean_len: float) -> types.Split:

@@ -54,7 +54,7 @@ from flax import linen as nn
 
 from jaxrec.data import batching, types
 from jaxrec.diffusion import forward, samplers, schedules, timesteps
-from jaxrec.models import prefix
+from jaxrec.models import dot, prefix
 from jaxrec.nn import dropout as dropout_lib
 from jaxrec.nn import transformer
 
@@ -229,7 +229,7 @@ def _train_mask(batch: dict):
   return packed_causal_mask(batch['segments'])
 
 
-class _NextItemHost:
+class _NextItemHost(dot.DotScore):
   """Host side shared by ADRec and its pre-training model: one example per
   user (the last max_len + 1 training items), CE targets packed per device
   group as in SASRec, plus the full shifted sequence for the MSE.
@@ -315,8 +315,9 @@ class _NextItemHost:
     weight = (targets > 0).astype(ce.dtype)
     return jnp.sum(ce * weight), jnp.sum(weight)
 
-  def _rank_table(self, table):
-    """Real items first, then the padding row if it is ranked."""
+  def item_vectors(self, params) -> jax.Array:
+    """[n_items (+1: padding_item), d]: real items, then the padding row."""
+    table = self.net.apply({'params': params}, method=type(self.net).table)
     if self.config.padding_item:
       return jnp.concatenate([table[1:], table[:1]])
     return table[1:]
@@ -367,12 +368,10 @@ class ADRecPretrain(_NextItemHost):
     total, count = self._ce(hidden, table, batch)
     return total / jnp.maximum(count, 1.0), {'loss_sum': total, 'count': count}
 
-  def score(self, params, batch: dict, rng: jax.Array | None = None):
-    del rng
-    net = self.net
-    hidden = net.apply({'params': params}, batch['inputs'], False)
-    table = net.apply({'params': params}, method=ADRecPretrainNet.table)
-    return hidden[:, -1] @ self._rank_table(table).T
+  def user_vectors(self, params, batch: dict) -> jax.Array:
+    """float32[B, d]: the last position's output."""
+    hidden = self.net.apply({'params': params}, batch['inputs'], False)
+    return hidden[:, -1]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -520,9 +519,6 @@ class ADRec(_NextItemHost):
 
     return nn.apply(run, self.net)({'params': params})
 
-  def score(self, params, batch: dict, rng: jax.Array | None = None):
-    """[B, n_items (+1: padding_item)] scores after T reverse steps."""
-    del rng
-    x0_hat = self.reverse(params, batch['inputs'], batch['users'])
-    table = self.net.apply({'params': params}, method=ADRecNet.table)
-    return x0_hat @ self._rank_table(table).T
+  def user_vectors(self, params, batch: dict) -> jax.Array:
+    """float32[B, d]: the last token's x0 after T reverse steps."""
+    return self.reverse(params, batch['inputs'], batch['users'])

@@ -37,7 +37,7 @@ from flax import linen as nn
 
 from jaxrec.data import batching, types
 from jaxrec.diffusion import forward, samplers, timesteps
-from jaxrec.models import prefix
+from jaxrec.models import dot, prefix
 from jaxrec.nn import dropout as dropout_lib
 from jaxrec.nn import transformer
 
@@ -133,7 +133,7 @@ class _Packed:
 
 
 @dataclasses.dataclass(frozen=True)
-class DiffuRec(prefix.PrefixModel):
+class DiffuRec(prefix.PrefixModel, dot.DotScore):
   """The trainer's model surface (see jaxrec.models and ARCHITECTURE.md).
 
   Attributes:
@@ -286,13 +286,12 @@ class DiffuRec(prefix.PrefixModel):
 
     return run
 
-  def score(self, params, batch: dict, rng: jax.Array | None = None):
-    """[B, n_items (+1: padding_item)] scores after T reverse steps.
+  def user_vectors(self, params, batch: dict) -> jax.Array:
+    """float32[B, d]: x0 after T reverse steps from noise.
 
     The noise of user u is drawn from fold_in(key(eval_seed), u), so a
     user's scores do not depend on the batch it is ranked in.
     """
-    del rng
     net, schedule = self.net, self.schedule
     seq = batch['inputs']
     draw = prefix.user_normal(batch['users'], self.config.eval_seed)
@@ -319,10 +318,11 @@ class DiffuRec(prefix.PrefixModel):
         noise_fn=lambda t, shape: draw(t, shape[1:]),
       )
 
-    x0_hat = nn.apply(run, net)({'params': params})
-    table = net.apply({'params': params}, method=DiffuRecNet.table)
-    if self.config.padding_item:  # real items first, the padding row last
-      table = jnp.concatenate([table[1:], table[:1]])
-    else:
-      table = table[1:]
-    return x0_hat @ table.T
+    return nn.apply(run, net)({'params': params})
+
+  def item_vectors(self, params) -> jax.Array:
+    """[n_items (+1: padding_item), d]: real items, then the padding row."""
+    table = self.net.apply({'params': params}, method=DiffuRecNet.table)
+    if self.config.padding_item:
+      return jnp.concatenate([table[1:], table[:1]])
+    return table[1:]

@@ -31,7 +31,7 @@ import ml_collections as mlc
 from flax import linen as nn
 
 from jaxrec.diffusion import forward, samplers, timesteps
-from jaxrec.models import prefix
+from jaxrec.models import dot, prefix
 from jaxrec.nn import transformer
 
 
@@ -87,7 +87,7 @@ class DreamRecNet(nn.Module):
 
 
 @dataclasses.dataclass(frozen=True)
-class DreamRec(prefix.PrefixModel):
+class DreamRec(prefix.PrefixModel, dot.DotScore):
   """The trainer's model surface.
 
   Attributes:
@@ -140,12 +140,11 @@ class DreamRec(prefix.PrefixModel):
     total, count = jnp.sum(mse * w), jnp.sum(w)
     return total / jnp.maximum(count, 1.0), {'loss_sum': total, 'count': count}
 
-  def score(self, params, batch: dict, rng: jax.Array | None = None):
-    """[B, n_items]: guided reverse process from noise, then dot products.
+  def user_vectors(self, params, batch: dict) -> jax.Array:
+    """float32[B, d]: x0 of the guided reverse process from noise.
 
     Noise of user u comes from fold_in(key(eval_seed), u) (batch-free).
     """
-    del rng
     schedule, dim = self.schedule, self.config.dim
     seq = batch['inputs']
     draw = prefix.user_normal(batch['users'], self.config.eval_seed)
@@ -168,7 +167,8 @@ class DreamRec(prefix.PrefixModel):
         noise_fn=lambda t, shape: draw(t, shape[1:]),
       )
 
-    net = self.net
-    x0_hat = nn.apply(run, net)({'params': params})
-    table = net.apply({'params': params}, method=DreamRecNet.table)
-    return x0_hat @ table[1:].T
+    return nn.apply(run, self.net)({'params': params})
+
+  def item_vectors(self, params) -> jax.Array:
+    """float32[n_items, d]: the embeddings of items 1..n."""
+    return self.net.apply({'params': params}, method=DreamRecNet.table)[1:]

@@ -21,6 +21,7 @@ import optax
 from flax import linen as nn
 
 from jaxrec.data import batching, types
+from jaxrec.models import dot
 from jaxrec.nn import transformer
 
 
@@ -70,7 +71,7 @@ class _TrainData:
 
 
 @dataclasses.dataclass(frozen=True)
-class SASRec:
+class SASRec(dot.DotScore):
   """The model surface the trainer uses (see ARCHITECTURE.md).
 
   Attributes:
@@ -163,10 +164,11 @@ class SASRec:
     count = jnp.sum(weight)
     return total / jnp.maximum(count, 1.0), {'loss_sum': total, 'count': count}
 
-  def score(self, params, batch: dict, rng: jax.Array | None = None):
-    """float32[B, n_items] scores from the last position."""
-    del rng
-    net = self.net
-    hidden = net.apply({'params': params}, batch['inputs'], train=False)
-    table = net.apply({'params': params}, method=SASRecNet.item_table)
-    return hidden[:, -1] @ table.T
+  def user_vectors(self, params, batch: dict) -> jax.Array:
+    """float32[B, d]: the last position's output."""
+    hidden = self.net.apply({'params': params}, batch['inputs'], train=False)
+    return hidden[:, -1]
+
+  def item_vectors(self, params) -> jax.Array:
+    """float32[n_items, d]: the (tied) item embeddings of items 1..n."""
+    return self.net.apply({'params': params}, method=SASRecNet.item_table)

@@ -56,7 +56,10 @@ class ModelScorer:
   """Adapts a model and its current params to `ranking.Scorer`.
 
   One object serves a whole run (its `params` are swapped), so the ranking
-  step compiles once. `traces` counts how often `score` was traced.
+  step compiles once. `traces` counts how often the per-user half of
+  scoring was traced (`score`, or `user_vectors` on the fused path).
+  A model with `user_vectors` and `item_vectors` (models.dot.DotScore)
+  passes them on, so ranking can fuse scoring with top-k.
   """
 
   def __init__(self, model):
@@ -64,6 +67,9 @@ class ModelScorer:
     self.params = None
     self.traces = 0
     self.phantom_items = int(getattr(model, 'phantom_items', 0))
+    if hasattr(model, 'user_vectors') and hasattr(model, 'item_vectors'):
+      self.user_vectors = self._user_vectors
+      self.item_vectors = model.item_vectors
 
   def make_batch(self, history: types.Part, users: np.ndarray):
     return self.model.make_batch(history, users)
@@ -71,6 +77,10 @@ class ModelScorer:
   def score(self, params, batch):
     self.traces += 1  # runs at trace time only
     return self.model.score(params, batch, None)
+
+  def _user_vectors(self, params, batch):
+    self.traces += 1
+    return self.model.user_vectors(params, batch)
 
 
 def _flatten(d: dict, prefix: str = '') -> dict:
