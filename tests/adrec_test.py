@@ -128,7 +128,7 @@ def test_query_mask_flattens_padded_queries_over_their_causal_keys():
   params = attn.init(jax.random.key(0), x, mask, False)
   out, (_, v) = attn.apply(params, x, mask, False)
   p = params['params']
-  v = np.asarray(v, np.float64)[0, :, 0]  # [L, D]
+  v = np.asarray(v, np.float64)[0, 0]  # head-major [B, H, L, D] -> [L, D]
   w_out = np.asarray(p['out']['kernel'], np.float64)[0]
   b_out = np.asarray(p['out']['bias'], np.float64)
   for i in (0, 1):  # padded rows: the mean of the values at j <= i

@@ -2,12 +2,13 @@ r"""Speed of jaxrec's hot paths against this machine's own matmul throughput.
 
   python -m tools.bench [--only=rank,ease] [--users=22363 --items=12101]
 
-First measures dense float32 matmul throughput (JAX/XLA, which runs the
-scoring, and NumPy's BLAS, which runs the LAPACK fits), then times each task
-and prints it beside its floor: the time its unavoidable matmul work would
-take at that throughput. `floor/time` is the fraction of the floor reached
-(1.0 = as fast as a pure matmul; 0.5 = within 2x). Figures survive a noisy
-machine because the floor is measured in the same run.
+Before each task, measures dense float32 matmul throughput (JAX/XLA, which
+runs the scoring, and NumPy's BLAS, which runs the LAPACK fits; a `matmul`
+row), then times the task and prints it beside its floor: the time its
+unavoidable matmul work would take at that throughput. `floor/time` is the
+fraction of the floor reached (1.0 = as fast as a pure matmul; 0.5 = within
+2x). Figures survive a noisy machine because the floor is measured in the
+same run, next to the task.
 
 Rows:
   rank    full ranking + top-20 over all items for every user with a
@@ -451,22 +452,22 @@ def bench_ease(flops: dict, repeats: int) -> dict:
   ]
 
 
+def _matmul_row(flops: dict, before: str) -> dict:
+  return {
+    'task': f'matmul f32 2048^3 (before {before})',
+    'seconds': 2 * 2048**3 / flops['xla'],
+    'floor_s': 2 * 2048**3 / flops['xla'],
+    'floor/time': 1.0,
+    'note': (
+      f'XLA {flops["xla"] / 1e9:.0f} GFLOP/s,'
+      f' BLAS {flops["blas"] / 1e9:.0f} GFLOP/s'
+    ),
+  }
+
+
 def main(argv):
   del argv
   repeats = _REPEATS.value
-  flops = matmul_flops(repeats)
-  rows = [
-    {
-      'task': 'matmul f32 2048^3',
-      'seconds': 2 * 2048**3 / flops['xla'],
-      'floor_s': 2 * 2048**3 / flops['xla'],
-      'floor/time': 1.0,
-      'note': (
-        f'XLA {flops["xla"] / 1e9:.0f} GFLOP/s,'
-        f' BLAS {flops["blas"] / 1e9:.0f} GFLOP/s'
-      ),
-    }
-  ]
   benches = {
     'rank': bench_rank,
     'sasrec': bench_sasrec,
@@ -475,9 +476,14 @@ def main(argv):
     'adrec': bench_adrec,
     'ease': bench_ease,
   }
+  rows = []
   for name in _ONLY.value:
     if name not in benches:
       raise KeyError(f'unknown bench {name!r}; known: {sorted(benches)}')
+    # The rate is measured again right before each task, so that a machine
+    # whose speed drifts (a shared VM) is compared with itself at the time.
+    flops = matmul_flops(repeats)
+    rows.append(_matmul_row(flops, name))
     rows.extend(benches[name](flops, repeats))
   print(f'\njax {jax.__version__} on {jax.devices()}\n')
   print(

@@ -29,7 +29,10 @@ in one pass, ties by id) takes about 0.5 ns per score from L3/DRAM, and the
 step is then bound by writing and reading the [B, I] scores. Chunks are
 dispatched from a small thread pool (one worker more than there are cores)
 so that the top-k of one chunk runs beside the matmul of the next; on
-accelerators one thread suffices (async dispatch). Tried and no faster:
+accelerators one thread suffices (async dispatch). The first call of a step
+runs its first chunk alone (one trace, one compile); later calls with the
+same shapes (every validation after the first) start all chunks at once.
+Tried and no faster:
 `lax.approx_max_k` (the same TopK on CPU), row-split and two-stage block
 top-k, scoring in sub-blocks of 16-64 users so scores stay in L2, and
 item-blocked scoring merged into a running top-k (tools/bench.py).
@@ -39,10 +42,10 @@ Fused path. A scorer whose scores are inner products says so with
 with the native kernels, `rank` then packs the item vectors once per call and
 each chunk runs `native.score_top_k`: scoring and top-k in one pass over
 register tiles, so the [B, I] block is never written. On 2 cores this
-reaches 0.6-0.9 of the XLA matmul floor against about 0.5 for matmul plus
+reaches 0.7-0.9 of the XLA matmul floor against about 0.5 for matmul plus
 top-k (tools/bench.py). Its scores are float32 FMA chains in index order, so
-they can differ from the unfused path's in the last bits; lists agree except
-where two scores agree to about 1e-6 relative. `fused=False` forces the
+they can differ from the unfused path's in the last bit; lists agree except
+where two scores agree to about 1e-7 relative. `fused=False` forces the
 unfused path.
 """
 
@@ -432,9 +435,10 @@ def rank(
   else:
     fast = _compiled_step(scorer, k, n_items, width, repick=False)
 
-  def run_chunk(c):
+  def run_chunk(c, batch=None):
     ids = padded[c * chunk : (c + 1) * chunk]
-    batch = scorer.make_batch(history, ids)
+    if batch is None:
+      batch = scorer.make_batch(history, ids)
     excl = (
       None if exclude is None else padded_rows(exclude, ids, e_width, width)
     )
@@ -445,14 +449,41 @@ def rank(
       out = jax.device_get(exact(params, batch, excl, gt))
     return out[:3]
 
-  # The first chunk runs alone so that the step is traced exactly once.
-  outs = [run_chunk(0)]
+  # The first chunk of a step's first call runs alone, so that the step is
+  # traced (and compiled) exactly once; later calls with the same shapes
+  # run every chunk from the pool (a lone chunk would leave cores idle).
+  first = scorer.make_batch(history, padded[:chunk])
+  shapes = jax.tree.map(np.shape, first)
+  warm_key = (
+    'warm',
+    fused,
+    k,
+    n_items,
+    width,
+    chunk,
+    exclude is None,
+    e_width,
+    g_width,
+    str(jax.tree.structure(first)),
+    str(jax.tree.leaves(shapes)),
+    str(jax.tree.map(np.shape, scorer.params)),
+  )
+  steps = _STEPS.get(id(scorer), {})
+  warm = warm_key in steps
   workers = workers or _default_workers(fused)
+  todo = list(range(n_chunks))
+  outs = []
+  if not warm or workers == 1 or n_chunks <= 2:
+    outs.append(run_chunk(0, first))
+    todo = todo[1:]
+    steps[warm_key] = True
   if workers == 1 or n_chunks <= 2:
-    outs += [run_chunk(c) for c in range(1, n_chunks)]
+    outs += [run_chunk(c) for c in todo]
   else:
     with concurrent.futures.ThreadPoolExecutor(workers) as pool:
-      outs += list(pool.map(run_chunk, range(1, n_chunks)))
+      outs += list(
+        pool.map(lambda c: run_chunk(c, first if c == 0 else None), todo)
+      )
   topk = np.concatenate([o[0] for o in outs])[:n]
   hits = np.concatenate([o[1] for o in outs])[:n]
   nan = np.concatenate([o[2] for o in outs])[:n]

@@ -91,10 +91,13 @@ class SelfAttention(nn.Module):
       x: [B, Lq, D] the positions computed now.
       mask: over keys `cache` + `x` (length Lc + Lq).
       train: dropout on.
-      cache: (k, v) [B, Lc, H, D/H] of earlier positions, or None.
+      cache: (k, v) [B, H, Lc, D/H] of earlier positions, or None. Head-major,
+        as the batched products read it, so that a decoding step neither
+        copies nor transposes the cache (it scores the cache and its own
+        keys separately, then takes one softmax over both).
 
     Returns:
-      ([B, Lq, D] output, (k, v) of `x`'s positions).
+      ([B, Lq, D] output, (k, v) [B, H, Lq, D/H] of `x`'s positions).
     """
     dim = x.shape[-1]
     if dim % self.heads:
@@ -102,13 +105,11 @@ class SelfAttention(nn.Module):
     head = dim // self.heads
     proj = lambda name: nn.DenseGeneral((self.heads, head), name=name)(x)
     q, k, v = proj('query'), proj('key'), proj('value')
-    keys, values = k, v
+    q = q / jnp.sqrt(head).astype(q.dtype)
+    logits = jnp.einsum('bqhd,bkhd->bhqk', q, k)
     if cache is not None:
-      keys = jnp.concatenate([cache[0], k], axis=1)
-      values = jnp.concatenate([cache[1], v], axis=1)
-    logits = jnp.einsum(
-      'bqhd,bkhd->bhqk', q / jnp.sqrt(head).astype(q.dtype), keys
-    )
+      cached = jnp.einsum('bqhd,bhkd->bhqk', q, cache[0])
+      logits = jnp.concatenate([cached, logits], axis=-1)
     if mask.flat_rows is not None:
       logits = jnp.where(mask.flat_rows, 0.0, logits)
     logits = jnp.where(mask.allowed, logits, jnp.finfo(logits.dtype).min)
@@ -120,8 +121,14 @@ class SelfAttention(nn.Module):
       else:
         keep = jax.random.bernoulli(rng, 1.0 - self.dropout, probs.shape)
         probs = jnp.where(keep, probs / (1.0 - self.dropout), 0.0)
-    out = jnp.einsum('bhqk,bkhd->bqhd', probs, values)
-    return nn.DenseGeneral(dim, axis=(-2, -1), name='out')(out), (k, v)
+    if cache is None:
+      out = jnp.einsum('bhqk,bkhd->bqhd', probs, v)
+    else:
+      lc = cache[1].shape[2]
+      out = jnp.einsum('bhqk,bhkd->bqhd', probs[..., :lc], cache[1])
+      out += jnp.einsum('bhqk,bkhd->bqhd', probs[..., lc:], v)
+    kv = (k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3))
+    return nn.DenseGeneral(dim, axis=(-2, -1), name='out')(out), kv
 
 
 class Block(nn.Module):
