@@ -21,10 +21,11 @@ code): `model.mask_axis='query'`, `model.padding_item=True`,
 batch and selects on any of six metrics improving; jaxrec averages per user
 and selects on `eval.select` (NDCG@10).
 
-Time on a 2-core CPU (tools/bench.py, 2026-12-01): ADRec train step 0.9 s
-on packed rows, 21 steps (19 s) per epoch on adrec-beauty; one validation
-pass over 10,553 users about 21 s with key/value reuse (190 s without);
-the pre-training stage is cheaper per epoch. The paper's figures for
+Time on a 2-core CPU (tools/bench.py, 2026-12-02): ADRec train step 0.9 s
+on packed rows, 21 steps (18 s) per epoch on adrec-beauty; one validation
+pass over 10,553 users about 13 s with key/value reuse (190 s without);
+the pre-training stage is cheaper per epoch. Seed 0 on adrec-beauty ran
+70 epochs (early stop; best at 50) in about 45 min after pre-training. The paper's figures for
 Beauty / Baby / Sports are not in the official README; they go here once
 checked against the paper's table.
 """
