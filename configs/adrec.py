@@ -24,8 +24,8 @@ and selects on `eval.select` (NDCG@10).
 Time on a 2-core CPU (tools/bench.py, 2026-12-02): ADRec train step 0.9 s
 on packed rows, 21 steps (18 s) per epoch on adrec-beauty; one validation
 pass over 10,553 users about 13 s with key/value reuse (190 s without);
-the pre-training stage is cheaper per epoch. Seed 0 on adrec-beauty ran
-70 epochs (early stop; best at 50) in about 45 min after pre-training. The paper's figures for
+the pre-training stage is cheaper per epoch (on adrec-beauty it stopped
+early after 70 epochs, about 45 min). The paper's figures for
 Beauty / Baby / Sports are not in the official README; they go here once
 checked against the paper's table.
 """
