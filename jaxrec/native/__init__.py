@@ -5,10 +5,11 @@ as the scoring matmul itself in full ranking. `top_k` here is an exact
 single-pass heap top-k (topk.cc) that skips most of a row with one SIMD
 compare per 16 scores: about 0.2 ns per score when the scores are in cache.
 
-`score_top_k` fuses the inner-product scoring of full ranking into it: the
-scores of a tile of users x 32 items are compared against each user's k-th
-best while still in registers, so the [B, I] score block is never written
-or read back (see topk.cc), and XLA's thin-matmul overheads disappear.
+`score_top_k` fuses the inner-product scoring of full ranking into it: a
+register tile of users x 32 items is scored into a 1.5 KiB buffer and
+compared against each user's k-th best at once, so the [B, I] score block
+is never written or read back (see topk.cc), and XLA's thin-matmul
+overheads disappear.
 
 The kernel is compiled once per machine with the system C++ compiler
 (`$CXX`, else `g++`) against the FFI headers that ship with jaxlib, into
