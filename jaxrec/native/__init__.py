@@ -202,8 +202,8 @@ def score_top_k(
 
   The order is `top_k`'s (higher first, ties to the lower item id). Each
   score is a float32 fused multiply-add chain over d in index order, so it
-  can differ from XLA's matmul in the last bits; the lists are the same
-  unless two scores agree to about 1e-6 relative.
+  can differ from XLA's matmul in the last bit; the lists are the same
+  unless two scores agree to about 1e-7 relative.
 
   Args:
     users: float32[B, d] query vectors.

@@ -173,7 +173,7 @@ constexpr int64_t kSlack = 96;  // at least one panel
 struct UserState {
   float* scores;  // kSorted slots, or a buffer of k + kSlack
   int32_t* items;
-  int64_t count;  // buffer: entries held
+  int64_t count;  // buffer entries held (unused by the sorted slots)
   float threshold;  // -inf until k candidates are held
   const int32_t* excluded;  // sorted ascending
   int64_t n_excluded;
@@ -520,8 +520,13 @@ ffi::Error ScoreTopKImpl(ffi::Buffer<ffi::F32> users,
   bool* out_nan = nan->typed_data();
   std::vector<Entry> best;
   for (int64_t i = 0; i < b_users; ++i) {
-    UserState& st = state[i];
-    if (k <= kSorted) st.count = k;  // sorted; empty slots hold the sentinel
+    const UserState& st = state[i];
+    out_nan[i] = st.nan;
+    if (k <= kSorted) {  // already sorted; empty slots hold the sentinel
+      std::memcpy(out_v + i * k, st.scores, k * sizeof(float));
+      std::memcpy(out_i + i * k, st.items, k * sizeof(int32_t));
+      continue;
+    }
     // Fewer than k candidates (the rest excluded or -inf): the empty slots
     // hold (-inf, 2**31 - 1), which sorts last.
     best.assign(std::max(k, st.count),
@@ -537,7 +542,6 @@ ffi::Error ScoreTopKImpl(ffi::Buffer<ffi::F32> users,
       out_v[i * k + j] = best[j].score;
       out_i[i * k + j] = best[j].index;
     }
-    out_nan[i] = st.nan;
   }
   return ffi::Error::Success();
 }
