@@ -51,6 +51,7 @@ def _train(tiny: bool) -> mlc.ConfigDict:
       'eval_every_epochs': 5,
       'patience': 4,
       'log_every': 20,
+      'checkpoint_minutes': 10.0,  # latest state also saved this often
       'distributed': False,
       'pcgrad': False,
       'stages': [],

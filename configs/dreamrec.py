@@ -50,6 +50,7 @@ def get_config(arg: str | None = None) -> mlc.ConfigDict:
       'eval_every_epochs': 10,
       'patience': 5,
       'log_every': 100,
+      'checkpoint_minutes': 10.0,  # latest state also saved this often
       'distributed': False,
     }
   )

@@ -43,6 +43,7 @@ def get_config(arg: str | None = None) -> mlc.ConfigDict:
       'eval_every': 0,  # steps; 0 = once per epoch
       'patience': 10,  # validations without a new best
       'log_every': 50,
+      'checkpoint_minutes': 10.0,  # latest state also saved this often
       'distributed': False,  # jax.distributed.initialize() (multi-host)
     }
   )

@@ -23,7 +23,7 @@ def test_bench_prints_a_table(tmp_path):
     ],
     capture_output=True,
     text=True,
-    timeout=300,
+    timeout=480,
     check=True,
     env={'PATH': '', 'JAXREC_DATA': str(tmp_path), 'HOME': str(tmp_path)},
   ).stdout
@@ -35,7 +35,7 @@ def test_bench_prints_a_table(tmp_path):
   assert 'SASRec train step B=128 L=50 d=64, 200 items' in out
   assert 'DiffuRec train step B=512 L=50 d=128, 200 items (packed)' in out
   assert 'DiffuRec train step B=512 L=50 d=128, 200 items (padded)' in out
-  assert 'DiffuRec validation, 32 users x 200 items' in out
+  assert 'DiffuRec validation, 32 synthetic users x 200 items' in out
   assert 'ADRec train step B=512 L=50 d=128, 100 items' in out
   assert 'ADRec inference with k/v reuse, 32 users' in out
   assert 'ADRec inference without k/v reuse, 32 users' in out

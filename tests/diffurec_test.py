@@ -11,6 +11,7 @@ from configs import diffurec as diffurec_config
 from jaxrec.data import batching, types
 from jaxrec.diffusion import schedules
 from jaxrec.models import diffurec
+from jaxrec.nn import transformer
 
 
 def _model(**overrides):
@@ -225,3 +226,48 @@ def test_packed_row_count_is_exact_for_every_batch():
       assert offset[i] + n <= width
       grid[row[i], offset[i] : offset[i] + n] += 1
     assert grid.max(initial=0) <= 1 and grid.sum() == lengths.sum()
+
+
+@pytest.mark.parametrize('norm_first', [True, False])
+@pytest.mark.parametrize('mask_axis', ['key', 'query'])
+def test_last_only_block_is_the_full_blocks_last_position(
+  norm_first, mask_axis
+):
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.standard_normal((5, 7, 16)), jnp.float32)
+  valid = jnp.asarray(np.arange(7)[None] >= rng.integers(0, 6, 5)[:, None])
+  mask = transformer.attention_mask(valid, False, mask_axis)
+  block = transformer.Block(2, 0.0, 4, 'gelu', norm_first=norm_first)
+  params = block.init(jax.random.key(0), x, mask, False)
+  full = block.apply(params, x, mask, False)
+  last = block.apply(
+    params, x, transformer.last_query_mask(mask), False, last_only=True
+  )
+  assert last.shape == (5, 1, 16)
+  np.testing.assert_allclose(last, full[:, -1:], rtol=1e-5, atol=1e-5)
+
+
+def test_trimmed_batches_give_the_full_length_user_vectors():
+  # No positions and padded keys masked: how far a history is left-padded
+  # changes nothing, the lambda draws included (indexed from the end).
+  model = _model()
+  assert model.trims_padding and not _model(mask_axis='query').trims_padding
+  rng = np.random.default_rng(1)
+  lengths = np.array([0, 1, 3, 5, 8, 11, 2, 8])
+  history = types.Part.from_events(
+    np.repeat(np.arange(8), lengths), rng.integers(0, 30, lengths.sum()), 8
+  )
+  users = np.arange(8)
+  need = model.input_lengths(history, users)
+  # An empty history is ranked at full length (it attends over padding).
+  np.testing.assert_array_equal(need, [8, 1, 3, 5, 8, 8, 2, 8])
+  full = model.make_batch(history, users)
+  params = model.init(jax.random.key(0), full)
+  vectors = jax.jit(model.user_vectors)
+  want = np.asarray(vectors(params, full))
+  for length in (2, 3, 5):
+    short = users[(need <= length) & (lengths > 0)]
+    got = vectors(params, model.make_batch(history, short, length))
+    np.testing.assert_allclose(got, want[short], rtol=1e-5, atol=1e-6)
+  with pytest.raises(ValueError, match='length=9 > max_len=8'):
+    model.make_batch(history, users, 9)

@@ -1,5 +1,6 @@
 """Chunked jitted ranking against a plain NumPy full sort."""
 
+import collections
 import gc
 import weakref
 
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 
 from jaxrec import native
-from jaxrec.data import types
+from jaxrec.data import batching, types
 from jaxrec.eval import ranking
 
 
@@ -393,3 +394,102 @@ def test_fused_nan_is_named():
   scorer = DotScorer(users, np.ones((5, 2), np.float32))
   with pytest.raises(FloatingPointError, match='user 7'):
     ranking.rank(scorer, truth, truth, None, 5, 2)
+
+
+class TrimScorer:
+  """score = (sum of the embeddings of the last `max_len` history items) @
+  items.T: independent of left padding, so it offers trimmed batches. The
+  embeddings are multiples of 1/8 in [-2, 2] (sums exact in float32)."""
+
+  def __init__(self, rng, n_items, max_len, trim=True, dim=4):
+    emb = rng.integers(-16, 17, (n_items + 1, dim)) / 8.0
+    emb[0] = 0.0  # padding
+    items = rng.integers(-16, 17, (n_items, dim)) / 8.0
+    self.params = {'emb': jnp.asarray(emb, jnp.float32)}
+    self.params['item'] = jnp.asarray(items, jnp.float32)
+    self.max_len = max_len
+    self.traces = collections.Counter()
+    if trim:
+      self.input_lengths = self._input_lengths
+
+  def make_batch(self, history, users, length=None):
+    length = self.max_len if length is None else length
+    return {'inputs': batching.last_items(history, users, length)}
+
+  def _input_lengths(self, history, users):
+    return np.minimum(np.diff(history.indptr)[users], self.max_len)
+
+  def user_vectors(self, params, batch):
+    self.traces[batch['inputs'].shape] += 1
+    return params['emb'][batch['inputs']].sum(1)
+
+  def item_vectors(self, params):
+    return params['item']
+
+  def score(self, params, batch):
+    return self.user_vectors(params, batch) @ params['item'].T
+
+
+def test_length_groups_cover_every_user_once_at_a_length_that_fits():
+  rng = np.random.default_rng(0)
+  lengths = np.minimum(rng.geometric(1 / 6, 5000), 50)
+  lengths[:2] = 50, 0
+  groups = ranking.length_groups(lengths, 64)
+  idx = np.concatenate([g[1] for g in groups])
+  np.testing.assert_array_equal(np.sort(idx), np.arange(5000))
+  sizes = [g[0] for g in groups]
+  assert sizes == sorted(sizes) and sizes[-1] == 50
+  for length, members, chunk in groups:
+    assert (lengths[members] <= length).all() and chunk % 8 == 0
+    # Rows of length L <= 50 / 8 hold 8x the users; the chunks of a group
+    # are even (each at least 7/8 full but the last).
+    assert chunk <= 64 * min(8, 50 // length)
+    n_chunks = -(-len(members) // chunk)
+    assert len(members) > (n_chunks - 1) * chunk
+  smaller = [b for b in ranking.LENGTH_BUCKETS if b < 50]
+  assert set(sizes) <= set(smaller) | {50}
+  # No user at a length more than one bucket above its own.
+  for length, members, _ in groups:
+    below = max([-1] + [b for b in smaller if b < length])
+    assert (lengths[members] > below).all()
+
+
+@pytest.mark.parametrize('fused', [True, False])
+def test_trimmed_batches_rank_as_full_length_ones(fused):
+  rng = np.random.default_rng(5)
+  n_users, n_items, max_len, k = 400, 60, 20, 7
+  scorer = TrimScorer(rng, n_items, max_len)
+  lengths = np.minimum(rng.geometric(1 / 4, n_users), 30)
+  lengths[:3] = 0  # users with no history: an all-padding row
+  history = types.Part.from_events(
+    np.repeat(np.arange(n_users), lengths),
+    rng.integers(0, n_items, lengths.sum()),
+    n_users,
+  )
+  truth = _random_part(rng, n_users, n_items, 2)
+  exclude = _random_part(rng, n_users, n_items, 4)
+  # The same model, always at max_len.
+  full = TrimScorer(np.random.default_rng(0), n_items, max_len, trim=False)
+  full.params = scorer.params
+  batch = full.make_batch(history, np.arange(n_users))
+  want = _numpy_rank(
+    np.asarray(full.score(full.params, batch)), truth, exclude, k
+  )
+  full.traces.clear()
+  users = np.arange(5, n_users, 2)
+  for s in (scorer, full):
+    got = ranking.rank(
+      s, history, truth, exclude, n_items, k, 16, workers=3, fused=fused
+    )
+    np.testing.assert_array_equal(got.users, want[0])
+    np.testing.assert_array_equal(got.topk, want[1])
+    np.testing.assert_array_equal(got.hits, want[2])
+    sub = ranking.rank(
+      s, history, truth, exclude, n_items, k, 16, users=users, fused=fused
+    )
+    keep = np.isin(want[0], users)
+    np.testing.assert_array_equal(sub.users, want[0][keep])
+    np.testing.assert_array_equal(sub.topk, want[1][keep])
+  # Several lengths, each batch shape traced once.
+  assert len(scorer.traces) > 3 and max(scorer.traces.values()) == 1
+  assert list(full.traces) == [(16, max_len)]

@@ -68,7 +68,7 @@ def test_run_record(tmp_path):
   assert set(results['test']['metrics']) >= {'hr@10', 'ndcg@10', 'ndcg@20'}
   assert len(results['test']['per_user']['users']) == 96
   # The train step and the ranking step each compiled exactly once.
-  assert results['traces'] == {'train_step': 1, 'score': 1}
+  assert results['traces'] == {'train_step': 1, 'score': 1, 'score_lengths': 1}
   assert results['split']['hash'] and results['seed'] == 0
   assert results['environment']['versions']['jax']
   assert results['steps_per_s'] > 0
@@ -94,15 +94,20 @@ def test_run_record(tmp_path):
 def test_exact_resume_after_sigkill(tmp_path):
   args = ('--config.train.steps=60', '--config.train.eval_every=6')
   full = _run(tmp_path / 'full', *args)
+  # The killed run also saves between validations (every ~6 ms of wall
+  # time): an operational key, so the resume may drop it.
+  timed = '--config.train.checkpoint_minutes=0.0001'
 
-  cmd, env = _train_cmd(tmp_path / 'killed', *args)
+  cmd, env = _train_cmd(tmp_path / 'killed', *args, timed)
   proc = subprocess.Popen(
     cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
   )
   latest = tmp_path / 'killed' / 'checkpoints' / 'latest'
   deadline = time.time() + 240
   while time.time() < deadline and proc.poll() is None:
-    if latest.exists() and any(p.name.isdigit() for p in latest.iterdir()):
+    if latest.exists() and any(
+      p.name.isdigit() and int(p.name) % 6 for p in latest.iterdir()
+    ):
       break
     time.sleep(0.01)
   assert proc.poll() is None, 'the run ended before it could be killed'
@@ -175,6 +180,11 @@ def test_config_change_is_refused_with_a_diff_unless_fresh(tmp_path):
   results = loop.train_and_evaluate(changed, tmp_path, fresh=True)
   assert 'test' in results
   assert list(tmp_path.parent.glob(f'{tmp_path.name}.old-*'))
+  # How often it logs and saves may change (and is recorded).
+  changed.train.update(log_every=5, checkpoint_minutes=1.0)
+  assert loop.train_and_evaluate(changed, tmp_path)['test'] == results['test']
+  saved = json.loads((tmp_path / 'config.json').read_text())
+  assert saved['train']['log_every'] == 5
 
 
 def test_unreadable_latest_checkpoint_falls_back(tmp_path):
@@ -223,7 +233,13 @@ def test_every_neural_config_runs_its_tiny_variant(name, tmp_path):
   results = loop.train_and_evaluate(config, tmp_path)
   assert results['model'] == name
   assert [v['tag'] for v in results['valid_curve']] == [3, 6]
-  assert results['traces'] == {'train_step': 1, 'score': 1}
+  # Once per batch length: full rows, or a few trimmed lengths (DiffuRec).
+  traces = results['traces']
+  assert traces['train_step'] == 1 and traces['score'] == 1
+  trims = getattr(
+    models.get_neural_model(name)(config.model, 8), 'trims_padding', False
+  )
+  assert traces['score_lengths'] == 1 or trims
   assert np.isfinite(results['test']['metrics']['ndcg@10'])
 
 

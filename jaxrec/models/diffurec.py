@@ -87,16 +87,23 @@ class DiffuRecNet(nn.Module):
     t_emb = timesteps.sinusoidal_embedding(t * (1000.0 / self.steps), self.dim)
     return x_t + self.time_mlp[1](nn.silu(self.time_mlp[0](t_emb)))
 
-  def approximate(self, history, cond, lam_noise, mask, train: bool):
+  def approximate(
+    self, history, cond, lam_noise, mask, train: bool, last_only=False
+  ):
     """[N, L, D] outputs at every position of history + lambda * cond.
 
     cond: [N, L, D] (or broadcastable) per-position conditioning;
-    lam_noise: [N, L, D] standard normal draws for lambda.
+    lam_noise: [N, L, D] standard normal draws for lambda;
+    last_only: [N, 1, D], the last position's output only (the final block
+      computes the other positions' keys and values and nothing more).
     """
     lam = self.lambda_uncertainty * (1.0 + lam_noise)
     h = history + lam * cond
-    for layer in self.layers:
-      h = layer(h, mask, train)
+    for i, layer in enumerate(self.layers):
+      if last_only and i == len(self.layers) - 1:
+        h = layer(h, transformer.last_query_mask(mask), train, last_only=True)
+      else:
+        h = layer(h, mask, train)
     return self.out_norm(self.drop(h, deterministic=not train))
 
   def denoise(self, history, valid, x_t, t, lam_noise, train: bool):
@@ -106,7 +113,8 @@ class DiffuRecNet(nn.Module):
     """
     cond = self.condition(x_t, t)[:, None, :]
     mask = transformer.attention_mask(valid, False, self.mask_axis)
-    return self.approximate(history, cond, lam_noise, mask, train)[:, -1]
+    out = self.approximate(history, cond, lam_noise, mask, train, True)
+    return out[:, -1]
 
   def embed_items(self, items):
     return self.item_emb(items)
@@ -158,6 +166,13 @@ class DiffuRec(prefix.PrefixModel, dot.DotScore):
   def packed(self) -> bool:
     """Train on packed rows: exact only when padding is never attended."""
     return batching.packing_on(self.config)
+
+  @property
+  def trims_padding(self) -> bool:
+    """Scores do not depend on how far the history is left-padded (no
+    positions; padded keys masked), so ranking may cut a batch to the
+    length its users need (`input_lengths`)."""
+    return self.config.mask_axis == 'key'
 
   @property
   def net(self) -> DiffuRecNet:
@@ -290,7 +305,9 @@ class DiffuRec(prefix.PrefixModel, dot.DotScore):
     """float32[B, d]: x0 after T reverse steps from noise.
 
     The noise of user u is drawn from fold_in(key(eval_seed), u), so a
-    user's scores do not depend on the batch it is ranked in.
+    user's scores do not depend on the batch it is ranked in; lambda's
+    draws are indexed from the last position back, so they do not depend
+    on how far the batch is padded either (`trims_padding`).
     """
     net, schedule = self.net, self.schedule
     seq = batch['inputs']
@@ -305,7 +322,7 @@ class DiffuRec(prefix.PrefixModel, dot.DotScore):
       steps = schedule.steps
 
       def model_fn(x, t):
-        lam = draw(steps + t, (length, dim))
+        lam = draw(steps + t, (length, dim))[:, ::-1]
         return net.denoise(history, valid, x, jnp.full(b, t), lam, False)
 
       x_start = draw(2 * steps, (dim,))

@@ -39,11 +39,30 @@ class PrefixModel:
       'weights': weights,
     }
 
-  def make_batch(self, history: types.Part, users: np.ndarray) -> dict:
+  def make_batch(
+    self, history: types.Part, users: np.ndarray, length: int | None = None
+  ) -> dict:
+    """'inputs': each user's last `length` (default max_len) items,
+    left-padded; 'users': the ids (they key the per-user noise)."""
+    max_len = self.config.max_len
+    length = max_len if length is None else length
+    if length > max_len:
+      raise ValueError(f'length={length} > max_len={max_len}')
     return {
-      'inputs': batching.last_items(history, users, self.config.max_len),
+      'inputs': batching.last_items(history, users, length),
       'users': np.asarray(users, np.int32),
     }
+
+  def input_lengths(self, history: types.Part, users: np.ndarray):
+    """int[B]: the items `make_batch` keeps for each user (<= max_len).
+
+    A user with no history gets max_len: an all-padding row attends over
+    its padding (every key masked), so its output depends on the length.
+    """
+    users = np.asarray(users, np.int64)
+    n = np.diff(history.indptr)[users]
+    max_len = self.config.max_len
+    return np.where(n == 0, max_len, np.minimum(n, max_len))
 
 
 def user_normal(users: jax.Array, seed: int) -> Callable:

@@ -84,27 +84,38 @@ class SelfAttention(nn.Module):
   fast_dropout: bool = True
 
   @nn.compact
-  def __call__(self, x, mask: Mask, train: bool, cache: KV | None = None):
+  def __call__(
+    self,
+    x,
+    mask: Mask,
+    train: bool,
+    cache: KV | None = None,
+    last_only: bool = False,
+  ):
     """Attends the queries of `x` [B, Lq, D] to `cache` + `x`'s keys.
 
     Args:
       x: [B, Lq, D] the positions computed now.
-      mask: over keys `cache` + `x` (length Lc + Lq).
+      mask: over keys `cache` + `x` (length Lc + Lq), for the queries kept.
       train: dropout on.
       cache: (k, v) [B, H, Lc, D/H] of earlier positions, or None. Head-major,
         as the batched products read it, so that a decoding step neither
         copies nor transposes the cache (it scores the cache and its own
         keys separately, then takes one softmax over both).
+      last_only: keep only the last position's query (every position is
+        still a key), when only the last output is read.
 
     Returns:
-      ([B, Lq, D] output, (k, v) [B, H, Lq, D/H] of `x`'s positions).
+      ([B, Lq, D] output ([B, 1, D] if `last_only`), (k, v) [B, H, Lq, D/H]
+      of `x`'s positions).
     """
     dim = x.shape[-1]
     if dim % self.heads:
       raise ValueError(f'width {dim} is not divisible by {self.heads} heads')
     head = dim // self.heads
-    proj = lambda name: nn.DenseGeneral((self.heads, head), name=name)(x)
-    q, k, v = proj('query'), proj('key'), proj('value')
+    proj = lambda name, h: nn.DenseGeneral((self.heads, head), name=name)(h)
+    q = proj('query', x[:, -1:] if last_only else x)
+    k, v = proj('key', x), proj('value', x)
     q = q / jnp.sqrt(head).astype(q.dtype)
     logits = jnp.einsum('bqhd,bkhd->bhqk', q, k)
     if cache is not None:
@@ -164,10 +175,14 @@ class Block(nn.Module):
     train: bool,
     cache: KV | None = None,
     return_kv: bool = False,
+    last_only: bool = False,
   ):
     """x: [B, L, D] (the positions after `cache`, if any).
 
-    Returns [B, L, D], and the (k, v) of x's positions if `return_kv`.
+    Returns [B, L, D], and the (k, v) of x's positions if `return_kv`. With
+    `last_only` only the last position is computed past the keys and values
+    ([B, 1, D]; `mask` is then the last query's, see `last_query_mask`): a
+    final block whose other outputs are never read.
     """
     dim = x.shape[-1]
     drop_cls = dropout_lib.Dropout if self.fast_dropout else nn.Dropout
@@ -179,6 +194,7 @@ class Block(nn.Module):
       self.fast_dropout
       or cache is not None
       or return_kv
+      or last_only
       or mask.flat_rows is not None
     )
     if own:
@@ -187,14 +203,14 @@ class Block(nn.Module):
       name = None if self.fast_dropout else 'MultiHeadDotProductAttention_0'
       h, kv = SelfAttention(
         self.heads, self.dropout, self.fast_dropout, name=name
-      )(h, mask, train, cache)
+      )(h, mask, train, cache, last_only)
     else:
       h = nn.MultiHeadDotProductAttention(
         num_heads=self.heads,
         dropout_rate=self.dropout,
         deterministic=not train,
       )(h, h, mask=mask.allowed)
-    x = x + drop(h)
+    x = (x[:, -1:] if last_only else x) + drop(h)
     if not self.norm_first:
       x = norm(x)
     h = norm(x) if self.norm_first else x

@@ -24,6 +24,7 @@ last checkpoint is always finite.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import json
 import pathlib
@@ -57,7 +58,9 @@ class ModelScorer:
 
   One object serves a whole run (its `params` are swapped), so the ranking
   step compiles once. `traces` counts how often the per-user half of
-  scoring was traced (`score`, or `user_vectors` on the fused path).
+  scoring was traced (`score`, or `user_vectors` on the fused path), per
+  batch length: a model that `trims_padding` is ranked in a few length
+  groups (`ranking.rank`), each traced once.
   A model with `user_vectors` and `item_vectors` (models.dot.DotScore)
   passes them on, so ranking can fuse scoring with top-k.
   """
@@ -65,21 +68,26 @@ class ModelScorer:
   def __init__(self, model):
     self.model = model
     self.params = None
-    self.traces = 0
+    self.traces = collections.Counter()
     self.phantom_items = int(getattr(model, 'phantom_items', 0))
     if hasattr(model, 'user_vectors') and hasattr(model, 'item_vectors'):
       self.user_vectors = self._user_vectors
       self.item_vectors = model.item_vectors
+    if getattr(model, 'trims_padding', False):
+      self.input_lengths = model.input_lengths
 
-  def make_batch(self, history: types.Part, users: np.ndarray):
-    return self.model.make_batch(history, users)
+  def make_batch(self, history: types.Part, users: np.ndarray, *length):
+    return self.model.make_batch(history, users, *length)
+
+  def _count(self, batch):  # runs at trace time only
+    self.traces[jax.tree.leaves(batch)[0].shape[1:]] += 1
 
   def score(self, params, batch):
-    self.traces += 1  # runs at trace time only
+    self._count(batch)
     return self.model.score(params, batch, None)
 
   def _user_vectors(self, params, batch):
-    self.traces += 1
+    self._count(batch)
     return self.model.user_vectors(params, batch)
 
 
@@ -93,13 +101,20 @@ def _flatten(d: dict, prefix: str = '') -> dict:
   return out
 
 
+# Keys that say how a run reports and saves, not what it computes: a resume
+# may change them (config.json then records the new values).
+OPERATIONAL_KEYS = ('train.log_every', 'train.checkpoint_minutes')
+
+
 def config_diff(saved: dict, wanted: dict) -> list[str]:
-  """'key: saved -> wanted' for every differing (flattened) key."""
+  """'key: saved -> wanted' for every differing (flattened) key, except
+  `OPERATIONAL_KEYS`."""
   a, b = _flatten(saved), _flatten(wanted)
   return [
     f'{k}: {a.get(k, "<absent>")!r} -> {b.get(k, "<absent>")!r}'
     for k in sorted(set(a) | set(b))
     if a.get(k, '<absent>') != b.get(k, '<absent>')
+    and k not in OPERATIONAL_KEYS
   ]
 
 
@@ -472,7 +487,10 @@ def train_and_evaluate(
     ]
     stopped = bool(meta['stopped'])
     logging.info('resumed from step %d', int(state.step))
-    if protocol.best()[0] == int(state.step) != ckpts.best_step():
+    if (
+      protocol.history
+      and protocol.best()[0] == int(state.step) != ckpts.best_step()
+    ):
       # Killed between the latest and the best save of this step.
       logging.warning('re-saving step %d as the best checkpoint', state.step)
       ckpts.save_best(int(state.step), state, meta)
@@ -521,6 +539,23 @@ def train_and_evaluate(
   bar = writer_lib.progress(total_steps, step, config.model.name)
   train_time = 0.0
   t0 = time.perf_counter()
+  # Besides every validation, the latest state is saved every
+  # `checkpoint_minutes` of wall time (0 = only at validations; at a logging
+  # step, so that a resume's loss windows are the uninterrupted run's), so a
+  # long interval between validations is not lost to a kill.
+  save_every = 60.0 * float(tc.get('checkpoint_minutes', 0.0))
+  last_save = t0
+
+  def save(best: bool) -> None:
+    nonlocal last_save
+    meta = {
+      'history': protocol.history,
+      'stopped': stopped,
+      'seed': config.seed,
+    }
+    ckpts.save(step, state, protocol_lib.json_ready(meta), best)
+    last_save = time.perf_counter()
+
   try:
     while step < total_steps and not stopped:
       batch = parallel.shard_batch(host_batch(step), mesh)
@@ -561,13 +596,14 @@ def train_and_evaluate(
           (total_steps - step) / max(rate, 1e-9) / 60,
           '; early stop' if stopped else '',
         )
-        meta = {
-          'history': protocol.history,
-          'stopped': stopped,
-          'seed': config.seed,
-        }
-        ckpts.save(step, state, protocol_lib.json_ready(meta), best_tag == step)
+        save(best_tag == step)
         t0 = time.perf_counter()
+      elif (
+        save_every
+        and step % int(tc.log_every) == 0  # the loss window was just flushed
+        and time.perf_counter() - last_save >= save_every
+      ):
+        save(False)
   finally:
     # A failing run (NaN loss, interrupt) still completes the checkpoint
     # being written in the background, so the last good one is kept.
@@ -598,7 +634,13 @@ def train_and_evaluate(
     seed=config.seed,
     quirks={k: config.model[k] for k in getattr(model, 'QUIRKS', ())},
     devices=[str(d) for d in jax.devices()],
-    traces={**traces, 'score': scorer.traces},
+    # 'score': the most traces of any one batch length (1 = none retraced);
+    # 'score_lengths': how many lengths were ranked.
+    traces={
+      **traces,
+      'score': max(scorer.traces.values(), default=0),
+      'score_lengths': len(scorer.traces),
+    },
     params_sha256={
       'selected': record.tree_sha256(best_state.params),
       'last': record.tree_sha256(state.params),
