@@ -16,8 +16,11 @@ Quirk flags (defaults correct; set both to reproduce the official code):
 code also averages metrics per batch and selects on any metric improving;
 jaxrec averages per user and selects on `eval.select`.
 
-Time on a 2-core CPU: see tools/bench.py (train step, one validation pass
-through 32 reverse steps for 22,363 users).
+Time on a 2-core CPU (tools/bench.py, 2026-12-02): train step 0.5 s on
+packed rows, 2.5 min per epoch; one validation pass through 32 reverse
+steps for 22,363 users about 1 min (rows trimmed to each user's history,
+`ranking.length_groups`). 20 epochs between validations: about 50 min with
+both cores. The latest state is also saved every `checkpoint_minutes`.
 """
 
 import ml_collections as mlc
