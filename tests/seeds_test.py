@@ -8,7 +8,7 @@ import pytest
 
 from configs import ease as ease_config
 from configs import sasrec as sasrec_config
-from jaxrec.study import seeds
+from jaxrec.study import report, seeds
 
 
 def test_summary_statistics_by_hand():
@@ -38,6 +38,14 @@ def test_two_seeds_of_a_neural_and_a_linear_config(tmp_path):
   np.testing.assert_allclose(out['test']['ndcg@10']['mean'], np.mean(values))
   saved = json.loads((tmp_path / 'sasrec' / 'seeds.json').read_text())
   assert saved['test']['ndcg@10']['n'] == 2
+  # The table row of the seeds folder, and of one seed's run.
+  row = report.run_row(tmp_path / 'sasrec', ['ndcg@10'])
+  assert row['model'] == 'sasrec' and row['dataset'] == 'synthetic[:96]'
+  assert row['seeds'] == '0,1' and row['quirks'] == 'none'
+  want = f'{np.mean(values):.4f} +- {np.std(values, ddof=1):.4f}'
+  assert row['ndcg@10'] == want
+  one = report.run_row(tmp_path / 'sasrec' / 'seed1', ['ndcg@10'])
+  assert one['seeds'] == '1' and one['ndcg@10'] == f'{values[1]:.4f}'
 
   e = ease_config.get_config('dataset=synthetic,tiny')
   out = seeds.run_seeds(e, tmp_path / 'ease', [3, 4])
@@ -63,3 +71,32 @@ def test_seeds_share_one_pretraining_stage(tmp_path):
     assert saved['pretrain']['workdir'] == str(
       (tmp_path / 'pretrain').resolve()
     )
+
+
+def _record(path, seed, hr, quirks):
+  path.mkdir(parents=True)
+  record = {
+    'model': 'm',
+    'split': {'name': 'd'},
+    'seed': seed,
+    'quirks': quirks,
+    'test': {'metrics': {'hr@10': hr}},
+  }
+  (path / 'results.json').write_text(json.dumps(record))
+
+
+def test_table_rows_of_finished_seeds_with_quirks_named(tmp_path):
+  quirks = {'mask_axis': 'query', 'padding_item': True, 'leaky': False}
+  for seed, hr in ((10, 0.3), (2, 0.1), (0, 0.2)):
+    _record(tmp_path / 'a' / f'seed{seed}', seed, hr, quirks)
+  (tmp_path / 'a' / 'seed11').mkdir()  # still running: no results yet
+  row = report.run_row(tmp_path / 'a', ['hr@10'])
+  assert row['seeds'] == '0,2,10'  # numeric order
+  assert row['hr@10'] == '0.2000 +- 0.1000'
+  assert row['quirks'] == 'mask_axis=query padding_item=True'
+  with pytest.raises(FileNotFoundError, match='no results.json'):
+    report.run_row(tmp_path / 'b', ['hr@10'])
+  with pytest.raises(KeyError, match="no test metric 'ndcg@10'"):
+    report.run_row(tmp_path / 'a', ['ndcg@10'])
+  table = report.markdown_table([row], ('model', 'hr@10'))
+  assert table.splitlines()[-1] == '| m | 0.2000 +- 0.1000 |'

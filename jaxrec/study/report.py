@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import pathlib
 from typing import Sequence
+
+import numpy as np
 
 
 def _cell(value) -> str:
@@ -37,3 +41,50 @@ def csv_table(rows: Sequence[dict], columns: Sequence[str]) -> str:
   for row in rows:
     out.append(','.join(str(row.get(c, '')) for c in columns))
   return '\n'.join(out) + '\n'
+
+
+def _results(workdir: pathlib.Path) -> list[dict]:
+  """The finished run records under `workdir`: its own results.json, or
+  those of its seed<k>/ subfolders (a seeds run, finished or not)."""
+  own = workdir / 'results.json'
+  if own.exists():
+    return [json.loads(own.read_text())]
+  seeds = sorted(
+    workdir.glob('seed*/results.json'),
+    key=lambda p: int(p.parent.name[len('seed') :]),
+  )
+  return [json.loads(p.read_text()) for p in seeds]
+
+
+def run_row(workdir: str | pathlib.Path, metrics: Sequence[str]) -> dict:
+  """One table row of a run or a seeds folder: mean +- sample std of each
+  test metric over the finished seeds, and which quirk flags were on.
+
+  Raises:
+    FileNotFoundError: no finished run under `workdir`.
+  """
+  workdir = pathlib.Path(workdir)
+  runs = _results(workdir)
+  if not runs:
+    raise FileNotFoundError(
+      f'{workdir}: no results.json (nor seed*/results.json); has a run'
+      ' finished there?'
+    )
+  row = {
+    'model': runs[0]['model'],
+    'dataset': runs[0]['split']['name'],
+    'seeds': ','.join(str(r['seed']) for r in runs),
+  }
+  quirks = runs[0].get('quirks') or {}
+  on = [f'{k}={v}' for k, v in quirks.items() if v not in (False, 'key')]
+  row['quirks'] = ' '.join(on) or 'none'
+  for name in metrics:
+    values = [r['test']['metrics'].get(name) for r in runs]
+    if any(v is None for v in values):
+      raise KeyError(f'{workdir}: a run has no test metric {name!r}')
+    x = np.asarray(values, np.float64)
+    if len(x) == 1:
+      row[name] = f'{x[0]:.4f}'
+    else:
+      row[name] = f'{x.mean():.4f} +- {x.std(ddof=1):.4f}'
+  return row
