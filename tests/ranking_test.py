@@ -446,6 +446,9 @@ def test_length_groups_cover_every_user_once_at_a_length_that_fits():
     assert chunk <= 64 * min(8, 50 // length)
     n_chunks = -(-len(members) // chunk)
     assert len(members) > (n_chunks - 1) * chunk
+  # Where [B, I] scores are written, chunks keep their size.
+  for _, _, chunk in ranking.length_groups(lengths, 64, max_scale=1):
+    assert chunk <= 64
   smaller = [b for b in ranking.LENGTH_BUCKETS if b < 50]
   assert set(sizes) <= set(smaller) | {50}
   # No user at a length more than one bucket above its own.

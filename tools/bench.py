@@ -373,7 +373,8 @@ def bench_diffurec_eval(flops: dict, repeats: int) -> list[dict]:
   # only in the final block; plus the scoring products.
   need = scorer.input_lengths(history, np.arange(n_users))
   work = 0.0
-  for length, members, size in ranking.length_groups(need, chunk):
+  scale = ranking.MAX_CHUNK_SCALE if ranking.can_fuse(scorer) else 1
+  for length, members, size in ranking.length_groups(need, chunk, scale):
     n_chunks = -(-len(members) // size)
     per_chunk = steps * call_flops(size, length, True)
     work += n_chunks * (per_chunk + 2 * size * dim * n_items)

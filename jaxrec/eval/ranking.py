@@ -53,10 +53,12 @@ is left-padded (no position embeddings, padded keys masked) says so with
 `input_lengths(history, users)`, and its `make_batch` takes a length. `rank`
 then groups the users by the length their batch needs, rounded up to
 `LENGTH_BUCKETS` (never past the longest), and ranks each group at its own
-length, with more users per chunk where rows are short (about as many
-positions per chunk as full-length rows). On Beauty (median history 4,
-rows of 50) a DiffuRec validation reads 6x fewer positions. Each length is
-traced once; results come back in user order as before.
+length, with more users per chunk where rows are short on the fused path
+(about as many positions per chunk as full-length rows; unfused, chunks
+keep `chunk_size` users so the [B, I] scores stay bounded). On Beauty
+(median history 4, rows of 50) a DiffuRec validation reads 6x fewer
+positions. Each length is traced once; results come back in user order as
+before.
 """
 
 from __future__ import annotations
@@ -373,24 +375,27 @@ def can_fuse(scorer: Scorer) -> bool:
 # Lengths a trimmed batch is rounded up to (about 1.4x apart, so a row is
 # at most ~40% padding), besides the longest history ranked.
 LENGTH_BUCKETS = (4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384)
-# A group of short rows takes up to this many times `chunk_size` users.
-_MAX_CHUNK_SCALE = 8
+# On the fused path (no [B, I] score block), a group of short rows takes up
+# to this many times `chunk_size` users.
+MAX_CHUNK_SCALE = 8
 
 
 def length_groups(
-  lengths: np.ndarray, chunk: int
+  lengths: np.ndarray, chunk: int, max_scale: int = MAX_CHUNK_SCALE
 ) -> list[tuple[int, np.ndarray, int]]:
   """Groups users by the trimmed length of their batch.
 
   Args:
     lengths: int[U] items each user's batch needs.
     chunk: users per chunk at the longest length.
+    max_scale: at most this many times `chunk` users in a chunk (1 where
+      a chunk's [B, I] scores are written: their memory stays bounded).
 
   Returns:
     [(length, indices into `lengths`, users per chunk)], shortest first. A
     group's chunk holds about `chunk * longest / length` users (at most
-    `_MAX_CHUNK_SCALE` x chunk), evened out over the group's chunks and
-    rounded up to a multiple of 8, so that chunks carry similar positions.
+    `max_scale` x chunk), evened out over the group's chunks and rounded
+    up to a multiple of 8, so that chunks carry similar positions.
   """
   top = max(int(lengths.max(initial=1)), 1)
   sizes = np.array([b for b in LENGTH_BUCKETS if b < top] + [top])
@@ -398,7 +403,7 @@ def length_groups(
   groups = []
   for b in np.unique(bucket):
     idx = np.flatnonzero(bucket == b)
-    target = chunk * min(_MAX_CHUNK_SCALE, max(1, top // int(b)))
+    target = chunk * min(max_scale, max(1, top // int(b)))
     n_chunks = -(-len(idx) // target)
     size = min(_round_up(-(-len(idx) // n_chunks)), target)
     groups.append((int(b), idx, max(size, 1)))
@@ -467,11 +472,13 @@ def rank(
       evaluated, empty.astype(np.int32), empty.astype(bool), n_gt
     )
   chunk = min(chunk_size, n)
+  fused = fused and k <= native.FUSED_MAX_K and can_fuse(scorer)
   lengths_fn = getattr(scorer, 'input_lengths', None)
   if lengths_fn is None:
     groups = [(None, np.arange(n), chunk)]
   else:
-    groups = length_groups(np.asarray(lengths_fn(history, evaluated)), chunk)
+    need = np.asarray(lengths_fn(history, evaluated))
+    groups = length_groups(need, chunk, MAX_CHUNK_SCALE if fused else 1)
   # Each chunk: (its group's length, evaluated users padded to the chunk
   # size by repeating the last, how many are real).
   chunks, order = [], []
@@ -489,7 +496,6 @@ def rank(
     e_width = _round_up(int(exclude.lengths[evaluated].max(initial=0)))
   params = jax.device_put(scorer.params)
   width = n_items + int(getattr(scorer, 'phantom_items', 0))
-  fused = fused and k <= native.FUSED_MAX_K and can_fuse(scorer)
   if fused:
     packed = _compiled_step(scorer, k, n_items, width, False, 'pack')(params)
     fast = functools.partial(
