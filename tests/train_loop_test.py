@@ -68,7 +68,7 @@ def test_run_record(tmp_path):
   assert set(results['test']['metrics']) >= {'hr@10', 'ndcg@10', 'ndcg@20'}
   assert len(results['test']['per_user']['users']) == 96
   # The train step and the ranking step each compiled exactly once.
-  assert results['traces'] == {'train_step': 1, 'score': 1, 'score_lengths': 1}
+  assert results['traces'] == {'train_step': 1, 'score': 1, 'score_shapes': 1}
   assert results['split']['hash'] and results['seed'] == 0
   assert results['environment']['versions']['jax']
   assert results['steps_per_s'] > 0
@@ -233,13 +233,13 @@ def test_every_neural_config_runs_its_tiny_variant(name, tmp_path):
   results = loop.train_and_evaluate(config, tmp_path)
   assert results['model'] == name
   assert [v['tag'] for v in results['valid_curve']] == [3, 6]
-  # Once per batch length: full rows, or a few trimmed lengths (DiffuRec).
+  # Once per batch shape: full rows, or a few trimmed lengths (DiffuRec).
   traces = results['traces']
   assert traces['train_step'] == 1 and traces['score'] == 1
   trims = getattr(
     models.get_neural_model(name)(config.model, 8), 'trims_padding', False
   )
-  assert traces['score_lengths'] == 1 or trims
+  assert traces['score_shapes'] == 1 or trims
   assert np.isfinite(results['test']['metrics']['ndcg@10'])
 
 

@@ -59,8 +59,8 @@ class ModelScorer:
   One object serves a whole run (its `params` are swapped), so the ranking
   step compiles once. `traces` counts how often the per-user half of
   scoring was traced (`score`, or `user_vectors` on the fused path), per
-  batch length: a model that `trims_padding` is ranked in a few length
-  groups (`ranking.rank`), each traced once.
+  batch shape: a model that `trims_padding` is ranked in a few length
+  groups (`ranking.rank`), each shape traced once.
   A model with `user_vectors` and `item_vectors` (models.dot.DotScore)
   passes them on, so ranking can fuse scoring with top-k.
   """
@@ -80,7 +80,7 @@ class ModelScorer:
     return self.model.make_batch(history, users, *length)
 
   def _count(self, batch):  # runs at trace time only
-    self.traces[jax.tree.leaves(batch)[0].shape[1:]] += 1
+    self.traces[jax.tree.leaves(batch)[0].shape] += 1
 
   def score(self, params, batch):
     self._count(batch)
@@ -634,12 +634,12 @@ def train_and_evaluate(
     seed=config.seed,
     quirks={k: config.model[k] for k in getattr(model, 'QUIRKS', ())},
     devices=[str(d) for d in jax.devices()],
-    # 'score': the most traces of any one batch length (1 = none retraced);
-    # 'score_lengths': how many lengths were ranked.
+    # 'score': the most traces of any one batch shape (1 = none retraced);
+    # 'score_shapes': how many shapes were ranked (trimmed length groups).
     traces={
       **traces,
       'score': max(scorer.traces.values(), default=0),
-      'score_lengths': len(scorer.traces),
+      'score_shapes': len(scorer.traces),
     },
     params_sha256={
       'selected': record.tree_sha256(best_state.params),
