@@ -307,13 +307,13 @@ def _eval_histories(n_items: int, n_users: int):
   rng = np.random.default_rng(0)
   try:
     split = registry.get_split('beauty')
-  except Exception as e:  # noqa: BLE001 -- no data here: synthetic lengths
+  except registry.DataError as e:  # no data here: synthetic lengths
     logging.info('diffurec_eval: beauty unavailable (%s); synthetic', e)
     split = None
   if split is not None and split.n_items == n_items:
     users = np.sort(rng.choice(split.n_users, n_users, replace=False))
     part = split.train
-    lengths = np.diff(part.indptr)[users]
+    lengths = part.lengths[users]
     items = np.concatenate(
       [part.items[part.indptr[u] : part.indptr[u + 1]] for u in users]
     )
@@ -369,15 +369,18 @@ def bench_diffurec_eval(flops: dict, repeats: int) -> list[dict]:
     lowered = jax.jit(one_call).lower(scorer.params, seq)
     return lowered.cost_analysis()['flops']
 
-  # The work done: each length group's chunks, 32 calls each, last query
-  # only in the final block; plus the scoring products.
-  need = scorer.input_lengths(history, np.arange(n_users))
+  # The work done: the chunks `rank` ran, 32 calls each, last query only
+  # in the final block; plus the scoring products.
+  chunks, _ = ranking.chunk_plan(
+    scorer, history, np.arange(n_users), chunk, ranking.can_fuse(scorer)
+  )
+  per_shape = {}
   work = 0.0
-  scale = ranking.MAX_CHUNK_SCALE if ranking.can_fuse(scorer) else 1
-  for length, members, size in ranking.length_groups(need, chunk, scale):
-    n_chunks = -(-len(members) // size)
-    per_chunk = steps * call_flops(size, length, True)
-    work += n_chunks * (per_chunk + 2 * size * dim * n_items)
+  for length, ids, _ in chunks:
+    shape = (len(ids), length)
+    if shape not in per_shape:
+      per_shape[shape] = steps * call_flops(*shape, True)
+    work += per_shape[shape] + 2 * len(ids) * dim * n_items
   # The official computation: every user on 50-item rows, every position
   # through every block.
   n_chunks = -(-n_users // chunk)
@@ -386,7 +389,7 @@ def bench_diffurec_eval(flops: dict, repeats: int) -> list[dict]:
     + 2 * chunk * dim * n_items
   )
   floor, full_floor = work / flops['xla'], full / flops['xla']
-  scale = 22363 / n_users
+  scale = 22363 / n_users  # to all of Beauty's users
   return [
     {
       'task': f'DiffuRec validation, {n_users} {source} x {n_items} items',

@@ -410,6 +410,37 @@ def length_groups(
   return groups
 
 
+def chunk_plan(
+  scorer: Scorer,
+  history: types.Part,
+  users: np.ndarray,
+  chunk: int,
+  fused: bool,
+) -> tuple[list[tuple[int | None, np.ndarray, int]], np.ndarray]:
+  """The chunks `rank` runs for `users` (non-empty, int64[U]).
+
+  Returns:
+    ([(row length, or None for the scorer's own; user ids padded to the
+    chunk's size by repeating the last; how many are real)], int[U]: the
+    indices into `users` that the chunks hold, in order).
+  """
+  lengths_fn = getattr(scorer, 'input_lengths', None)
+  if lengths_fn is None:
+    groups = [(None, np.arange(len(users)), chunk)]
+  else:
+    need = np.asarray(lengths_fn(history, users))
+    groups = length_groups(need, chunk, MAX_CHUNK_SCALE if fused else 1)
+  chunks, order = [], []
+  for length, idx, size in groups:
+    order.append(idx)
+    for start in range(0, len(idx), size):
+      ids = users[idx[start : start + size]]
+      real = len(ids)
+      ids = np.concatenate([ids, np.full(size - real, ids[-1])])
+      chunks.append((length, ids, real))
+  return chunks, np.concatenate(order)
+
+
 # Users per step: on a 2-core CPU a [512, I] block of scores is the fastest
 # (tools/bench.py); accelerators want larger chunks.
 DEFAULT_CHUNK = 512
@@ -473,23 +504,7 @@ def rank(
     )
   chunk = min(chunk_size, n)
   fused = fused and k <= native.FUSED_MAX_K and can_fuse(scorer)
-  lengths_fn = getattr(scorer, 'input_lengths', None)
-  if lengths_fn is None:
-    groups = [(None, np.arange(n), chunk)]
-  else:
-    need = np.asarray(lengths_fn(history, evaluated))
-    groups = length_groups(need, chunk, MAX_CHUNK_SCALE if fused else 1)
-  # Each chunk: (its group's length, evaluated users padded to the chunk
-  # size by repeating the last, how many are real).
-  chunks, order = [], []
-  for length, idx, size in groups:
-    order.append(idx)
-    for start in range(0, len(idx), size):
-      ids = evaluated[idx[start : start + size]]
-      real = len(ids)
-      ids = np.concatenate([ids, np.full(size - real, ids[-1])])
-      chunks.append((length, ids, real))
-  order = np.concatenate(order)
+  chunks, order = chunk_plan(scorer, history, evaluated, chunk, fused)
   g_width = _round_up(int(truth.lengths[evaluated].max()))
   e_width = 8
   if exclude is not None:

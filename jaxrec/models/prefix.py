@@ -59,8 +59,7 @@ class PrefixModel:
     A user with no history gets max_len: an all-padding row attends over
     its padding (every key masked), so its output depends on the length.
     """
-    users = np.asarray(users, np.int64)
-    n = np.diff(history.indptr)[users]
+    n = history.lengths[np.asarray(users, np.int64)]
     max_len = self.config.max_len
     return np.where(n == 0, max_len, np.minimum(n, max_len))
 

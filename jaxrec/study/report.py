@@ -6,7 +6,7 @@ import json
 import pathlib
 from typing import Sequence
 
-import numpy as np
+from jaxrec.study import seeds
 
 
 def _cell(value) -> str:
@@ -82,9 +82,9 @@ def run_row(workdir: str | pathlib.Path, metrics: Sequence[str]) -> dict:
     values = [r['test']['metrics'].get(name) for r in runs]
     if any(v is None for v in values):
       raise KeyError(f'{workdir}: a run has no test metric {name!r}')
-    x = np.asarray(values, np.float64)
-    if len(x) == 1:
-      row[name] = f'{x[0]:.4f}'
+    s = seeds.summarize(values)
+    if s['n'] == 1:
+      row[name] = f'{s["mean"]:.4f}'
     else:
-      row[name] = f'{x.mean():.4f} +- {x.std(ddof=1):.4f}'
+      row[name] = f'{s["mean"]:.4f} +- {s["std"]:.4f}'
   return row
