@@ -10,7 +10,7 @@ def test_bench_prints_a_table(tmp_path):
       sys.executable,
       '-m',
       'tools.bench',
-      '--only=rank,sasrec,diffurec,diffurec_eval,adrec,ease',
+      '--only=rank,sasrec,diffurec,diffurec_eval,adrec,diffrec,ease',
       '--adrec_users=64',
       '--adrec_items=100',
       '--eval_users=32',
@@ -20,6 +20,8 @@ def test_bench_prints_a_table(tmp_path):
       '--chunk=64',
       '--repeats=1',
       '--ease_items=300',
+      '--diffrec_users=300',
+      '--diffrec_items=120',
     ],
     capture_output=True,
     text=True,
@@ -28,8 +30,8 @@ def test_bench_prints_a_table(tmp_path):
     env={'PATH': '', 'JAXREC_DATA': str(tmp_path), 'HOME': str(tmp_path)},
   ).stdout
   assert '| task | seconds | floor_s | floor/time | note |' in out
-  # The matmul rate is measured again before each of the six tasks.
-  assert out.count('| matmul f32 2048^3 (before ') == 6
+  # The matmul rate is measured again before each of the seven tasks.
+  assert out.count('| matmul f32 2048^3 (before ') == 7
   assert 'rank+top20 300x200 d=16' in out
   assert 'EASE fit, 300 items' in out
   assert 'SASRec train step B=128 L=50 d=64, 200 items' in out
@@ -39,3 +41,5 @@ def test_bench_prints_a_table(tmp_path):
   assert 'ADRec train step B=512 L=50 d=128, 100 items' in out
   assert 'ADRec inference with k/v reuse, 32 users' in out
   assert 'ADRec inference without k/v reuse, 32 users' in out
+  assert 'DiffRec train epoch, random (300 users x 120 items)' in out
+  assert 'DiffRec validation, random: 40 reverse steps, top-20' in out

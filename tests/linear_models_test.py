@@ -6,7 +6,7 @@ import pytest
 import scipy.sparse as sp
 
 from jaxrec import models
-from jaxrec.data import synthetic
+from jaxrec.data import batching, synthetic
 from jaxrec.models.linear import base, ease, itemknn, toppop
 
 
@@ -72,7 +72,7 @@ def test_scores_are_history_times_weights():
   split = synthetic.clustered_split(n_users=30, n_items=20)
   x = split.train.to_csr(split.n_items)
   users = np.array([0, 5, 7, 29])
-  rows = base.history_rows(split.train, users, split.n_items)
+  rows = batching.dense_rows(split.train, users, split.n_items)
   np.testing.assert_array_equal(rows, x[users].toarray())
   for model, cfg in (
     (ease.MODEL, _ease_config(3.0)),

@@ -35,6 +35,12 @@ Rows:
           a scan body once, plus the scoring matmul); the note also gives
           the floor of full 50-item rows through every block (the official
           code's computation).
+  diffrec DiffRec at its ML-1M clean settings (diffrec-ml-1m-clean when
+          its files are found, else random rows of its shape): one training
+          epoch (15 steps of 400 users; floor = the step's flops x 15) and
+          one validation pass (every user through the 40 reverse steps of
+          the 2,810-wide MLP, then top-20; floor = 40 x the flops of a
+          chunk's denoiser call x the chunks).
   ease    EASE fit (Gram + Cholesky inverse) on `ml-1m-raw`'s train items:
           floor = one n x n x n matmul (n^3 multiply-adds) at the BLAS rate.
           The inverse itself is n^3 flops (n^3/2 multiply-adds), so its
@@ -52,7 +58,7 @@ import numpy as np
 from absl import app, flags, logging
 
 from jaxrec import models, native
-from jaxrec.data import batching, registry, types
+from jaxrec.data import batching, registry, synthetic, types
 from jaxrec.eval import ranking
 from jaxrec.models.linear import ease
 from jaxrec.nn import transformer
@@ -61,7 +67,7 @@ from jaxrec.study import report
 
 _ONLY = flags.DEFINE_list(
   'only',
-  ['rank', 'sasrec', 'diffurec', 'diffurec_eval', 'adrec', 'ease'],
+  ['rank', 'sasrec', 'diffurec', 'diffurec_eval', 'adrec', 'diffrec', 'ease'],
   'Rows to run.',
 )
 _USERS = flags.DEFINE_integer('users', 22363, 'Users ranked (Beauty: 22,363).')
@@ -77,6 +83,12 @@ _EVAL_USERS = flags.DEFINE_integer(
 # ADRec's Beauty file (adrec-beauty): 10,553 users, 6,086 items.
 _ADREC_USERS = flags.DEFINE_integer('adrec_users', 10553, 'ADRec rows: users.')
 _ADREC_ITEMS = flags.DEFINE_integer('adrec_items', 6086, 'ADRec rows: items.')
+_DIFFREC_USERS = flags.DEFINE_integer(
+  'diffrec_users', 5949, 'DiffRec rows without ML-1M clean: users.'
+)
+_DIFFREC_ITEMS = flags.DEFINE_integer(
+  'diffrec_items', 2810, 'DiffRec rows without ML-1M clean: items.'
+)
 _EASE_ITEMS = flags.DEFINE_integer(
   'ease_items', 0, 'Fit EASE on this many random items instead of ml-1m-raw.'
 )
@@ -246,7 +258,7 @@ def _time_train_step(model, config, batch, repeats: int, steps_per_epoch=1):
   """(seconds per step, flops per step) of the jitted train step."""
   tx = optim.make(config.optim, 1000, steps_per_epoch)
   params = model.init(jax.random.key(0), batch)
-  state = loop.TrainState(jnp.zeros((), jnp.int32), params, tx.init(params))
+  state = loop.new_state(model, params, tx)
   step = jax.jit(loop._make_train_step(model, tx), donate_argnums=0)
   rng = jax.random.key(1)
   flops = step.lower(state, batch, rng).compile().cost_analysis()['flops']
@@ -477,6 +489,81 @@ def bench_adrec(flops: dict, repeats: int) -> list[dict]:
   return rows
 
 
+def _diffrec_split() -> tuple[types.Split, str]:
+  """`diffrec-ml-1m-clean` when its files are here, else a random split of
+  --diffrec_users x --diffrec_items (default its shape, 5,949 x 2,810) with
+  ML-1M's 68 train items per user."""
+  try:
+    return registry.get_split('diffrec-ml-1m-clean'), 'ML-1M clean'
+  except registry.DataError as e:
+    logging.info('diffrec: diffrec-ml-1m-clean unavailable (%s); random', e)
+  split = synthetic.clustered_split(
+    _DIFFREC_USERS.value, _DIFFREC_ITEMS.value, per_user=85, kind='cf'
+  )
+  return split, 'random'
+
+
+def bench_diffrec(flops: dict, repeats: int) -> list[dict]:
+  """DiffRec at its ML-1M clean settings: a training epoch (15 steps of 400
+  users) and a validation pass (every user through 40 reverse steps)."""
+  from configs import diffrec as diffrec_config
+
+  config = diffrec_config.get_config()
+  split, source = _diffrec_split()
+  model = models.get_neural_model('diffrec')(config.model, split.n_items)
+  batch_size = int(config.train.batch_size)
+  plan = batching.BatchPlan(batch_size, seed=0, epochs=1)
+  data = model.train_data(split, plan)
+  index, weights = batching.batch_indices(len(data), batch_size, 0, 0)
+  batch = model.train_batch(data, index, weights)
+  per_epoch = batching.steps_per_epoch(len(data), batch_size)
+  seconds, step_flops = _time_train_step(
+    model, config, batch, repeats, per_epoch
+  )
+  epoch, epoch_floor = seconds * per_epoch, step_flops * per_epoch
+  scorer = loop.ModelScorer(model)
+  scorer.params = model.init(jax.random.key(0), batch)
+  users = np.arange(split.n_users)
+  chunk = int(config.eval.chunk_size)
+  run = lambda: ranking.rank(
+    scorer,
+    split.train,
+    split.valid,
+    split.train,
+    split.n_items,
+    k=20,
+    chunk_size=chunk,
+  )
+  rank_s = best_time(run, max(1, repeats // 2))
+  one = model.make_batch(split.train, users[:chunk])
+  score_flops = (
+    jax.jit(model.score).lower(scorer.params, one).cost_analysis()['flops']
+  )
+  # The lowered module counts the scan body once: x T steps.
+  rank_floor = score_flops * config.model.steps * -(-split.n_users // chunk)
+  return [
+    {
+      'task': f'DiffRec train epoch, {source} ({split.n_users} users x'
+      f' {split.n_items} items)',
+      'seconds': epoch,
+      'floor_s': epoch_floor / flops['xla'],
+      'floor/time': epoch_floor / flops['xla'] / epoch,
+      'note': (
+        f'{per_epoch} steps of {batch_size}; {step_flops / 1e9:.1f}'
+        ' GFLOP/step; official code ~4 s/epoch (REFERENCE.md)'
+      ),
+    },
+    {
+      'task': f'DiffRec validation, {source}: {config.model.steps} reverse'
+      ' steps, top-20',
+      'seconds': rank_s,
+      'floor_s': rank_floor / flops['xla'],
+      'floor/time': rank_floor / flops['xla'] / rank_s,
+      'note': 'official code ~75 s per validation + test (REFERENCE.md)',
+    },
+  ]
+
+
 def _random_train(n_users: int, n_items: int):
   dense = np.random.default_rng(0).random((n_users, n_items)) < 0.03
   return types.Part.from_events(*np.nonzero(dense), n_users).to_csr(n_items)
@@ -534,6 +621,7 @@ def main(argv):
     'diffurec': bench_diffurec,
     'diffurec_eval': bench_diffurec_eval,
     'adrec': bench_adrec,
+    'diffrec': bench_diffrec,
     'ease': bench_ease,
   }
   rows = []

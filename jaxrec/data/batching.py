@@ -45,6 +45,18 @@ def last_items(part: types.Part, users: np.ndarray, length: int) -> np.ndarray:
   return out
 
 
+def dense_rows(history: types.Part, users: np.ndarray, n_items: int):
+  """Dense binary float32[B, I] rows of `users` from a CSR part."""
+  rows = np.zeros((len(users), n_items), np.float32)
+  lengths = history.lengths[users]
+  starts = history.indptr[users]
+  row_of = np.repeat(np.arange(len(users)), lengths)
+  pos = np.repeat(starts - np.cumsum(lengths) + lengths, lengths)
+  cols = history.items[pos + np.arange(lengths.sum())]
+  rows[row_of, cols] = 1.0
+  return rows
+
+
 @dataclasses.dataclass(frozen=True)
 class NextItemExamples:
   """One training example per user: predict each next item of its sequence.

@@ -519,3 +519,26 @@ def read_npy_pairs(path: os.PathLike) -> np.ndarray:
     row = int(np.flatnonzero((arr < 0).any(axis=1))[0])
     raise DataError(f'{path}: row {row} has a negative id: {arr[row]}')
   return arr.astype(np.int64)
+
+
+def read_npy_matrix(path: os.PathLike) -> np.ndarray:
+  """A float `.npy` matrix (optionally gzipped), e.g. DiffRec's item_emb.npy
+  (item x dim LightGCN embeddings), loaded with allow_pickle=False.
+
+  Returns:
+    float32[n, d].
+  """
+  try:
+    arr = np.load(io.BytesIO(read_bytes(path)), allow_pickle=False)
+  except (ValueError, OSError, EOFError) as e:
+    raise DataError(f'{path}: not a plain .npy array ({e})') from e
+  if not isinstance(arr, np.ndarray) or arr.ndim != 2:
+    raise DataError(
+      f'{path}: expected a 2-d array, got {getattr(arr, "shape", arr)}'
+    )
+  if arr.dtype.kind != 'f':
+    raise DataError(f'{path}: dtype {arr.dtype}, expected floats')
+  if not np.all(np.isfinite(arr)):
+    row = int(np.flatnonzero(~np.isfinite(arr).all(axis=1))[0])
+    raise DataError(f'{path}: row {row} is not finite')
+  return arr.astype(np.float32)

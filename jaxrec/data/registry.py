@@ -59,6 +59,8 @@ class DatasetSpec:
     protocol: the split and ranking protocol.
     paper: the paper whose numbers this dataset reproduces.
     source: where the files officially come from (for error messages).
+    extras: side files a model may read (`get_extra`), e.g. the item
+      embeddings L-DiffRec clusters; not read by `build`.
   """
 
   name: str
@@ -68,6 +70,7 @@ class DatasetSpec:
   protocol: str
   paper: str
   source: str
+  extras: tuple[FileSpec, ...] = ()
 
 
 DATASETS: dict[str, DatasetSpec] = {}
@@ -168,6 +171,21 @@ def get_split(name: str, data_dir: os.PathLike | None = None) -> types.Split:
   split = spec.build(name, paths)
   logging.info('dataset %s: %s', name, split.summary())
   return split
+
+
+def get_extra(name: str, filename: str, data_dir=None) -> pathlib.Path:
+  """The verified path of dataset `name`'s side file `filename` (the last
+  component of its path, e.g. 'item_emb.npy.gz'); KeyError if it has none."""
+  if name not in DATASETS:
+    raise KeyError(f'unknown dataset {name!r}; known: {sorted(DATASETS)}')
+  spec = DATASETS[name]
+  for f in spec.extras:
+    if f.path.rsplit('/', 1)[-1] == filename:
+      return resolve(spec, f, data_dir)
+  known = [f.path.rsplit('/', 1)[-1] for f in spec.extras]
+  raise KeyError(
+    f'dataset {name!r} has no side file {filename!r}; it has {known}'
+  )
 
 
 def describe() -> str:
@@ -458,11 +476,13 @@ for _name, _shas in {
     'c71d38bb35e7e4040c58e10bbaa61c351e016bf7c7592d82278ad31a1c4362ee',
     '51986c35ee5d6dc3e0abcb5e5fc33ac812f287e11c0ea46873815029ac42f482',
     'c8c0e7284aff1be8baebca0f1b1394f299788c353bc5b11bdc3299f7bb108d78',
+    'b43a8d1bd6a99e123d04612d81ab705ff6736f1f6a4b9e0ab7be33ded16a95a6',
   ),
   'noisy': (
     '438ebbd3e64561696c12c4a4cc170944c14aefbe362ff6472f79fc448f088199',
     '3b5366b07aebbddacf6cc74d735cd2e3e4e49d8132ebe2394df63ee2a64c5483',
     '23da84f20cc1a5f6d2c401733437a22675bb22fbd1ffcac3488e0db45c01ce01',
+    '1f163d036848224bc4d22af0f0298fe62f8397313b32d2a98172e61ab66dc3bc',
   ),
 }.items():
   register(
@@ -470,8 +490,9 @@ for _name, _shas in {
       name=f'diffrec-ml-1m-{_name}',
       files=tuple(
         FileSpec(f'diffrec_ml-1m_{_name}/{part}_list.npy.gz', sha)
-        for part, sha in zip(('train', 'valid', 'test'), _shas, strict=True)
+        for part, sha in zip(('train', 'valid', 'test'), _shas[:3], strict=True)
       ),
+      extras=(FileSpec(f'diffrec_ml-1m_{_name}/item_emb.npy.gz', _shas[3]),),
       build=_build_pairs,
       description=f"DiffRec's ML-1M {_name} setting (also DDRM's ML-1M),"
       ' pre-split by time as released; n_users / n_items = largest train'

@@ -87,19 +87,25 @@ def loss_aware(
   return t.astype(jnp.int32), 1.0 / (steps * p[t])
 
 
-def update_history(state: LossHistory, t, losses) -> LossHistory:
-  """Appends each (t, loss) in order; a full row drops its oldest loss."""
+def update_history(state: LossHistory, t, losses, keep=None) -> LossHistory:
+  """Appends each (t, loss) in order; a full row drops its oldest loss.
 
-  def one(state, tl):
-    ti, li = tl
+  `keep` (bool, like `t`): which pairs to append (False: a padding row).
+  """
+  if keep is None:
+    keep = jnp.ones(jnp.shape(t), bool)
+
+  def one(state, tlk):
+    ti, li, ki = tlk
     row, n = state.losses[ti], state.counts[ti]
     cap = row.shape[0]
     shifted = jnp.append(row[1:], li)
     filled = row.at[jnp.minimum(n, cap - 1)].set(li)
-    row = jnp.where(n >= cap, shifted, filled)
+    row = jnp.where(ki, jnp.where(n >= cap, shifted, filled), row)
+    n = jnp.where(ki, jnp.minimum(n + 1, cap), n)
     return LossHistory(
-      state.losses.at[ti].set(row),
-      state.counts.at[ti].set(jnp.minimum(n + 1, cap)),
+      state.losses.at[ti].set(row), state.counts.at[ti].set(n)
     ), None
 
-  return jax.lax.scan(one, state, (jnp.asarray(t), jnp.asarray(losses)))[0]
+  xs = (jnp.asarray(t), jnp.asarray(losses), jnp.asarray(keep))
+  return jax.lax.scan(one, state, xs)[0]

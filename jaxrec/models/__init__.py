@@ -6,7 +6,7 @@ with the surface of ARCHITECTURE.md (init, loss, score, and the host-side
 train_data, train_batch, make_batch) that `jaxrec.train.loop` trains.
 """
 
-from jaxrec.models import adrec, diffurec, dreamrec, sasrec
+from jaxrec.models import adrec, diffrec, diffurec, dreamrec, sasrec
 from jaxrec.models.linear import ease, itemknn, toppop
 from jaxrec.models.linear.base import LinearModel
 
@@ -16,6 +16,7 @@ NEURAL_MODELS: dict[str, type] = {
   'dreamrec': dreamrec.DreamRec,
   'adrec': adrec.ADRec,
   'adrec_pretrain': adrec.ADRecPretrain,
+  'diffrec': diffrec.DiffRec,
 }
 
 LINEAR_MODELS: dict[str, LinearModel] = {}

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import functools
 import json
 import pathlib
 import time
@@ -51,6 +52,31 @@ class TrainState:
   step: jax.Array
   params: Any
   opt_state: Any
+
+
+@flax.struct.dataclass
+class StatefulTrainState(TrainState):
+  """The state of a model that carries state between steps besides its
+  parameters (`stateful`, e.g. DiffRec's loss history for importance
+  sampling of timesteps). Other models keep `TrainState`, so their
+  checkpoints keep their layout."""
+
+  extra: Any
+
+
+def new_state(model, params, tx) -> TrainState:
+  """The state at step 0 (a `StatefulTrainState` for a stateful model)."""
+  step = jnp.zeros((), jnp.int32)
+  if stateful(model):
+    return StatefulTrainState(step, params, tx.init(params), model.init_extra())
+  return TrainState(step, params, tx.init(params))
+
+
+def stateful(model) -> bool:
+  """Whether `model` carries state between train steps: it then has
+  `init_extra() -> pytree` and `loss(params, batch, rng, step, extra)`
+  whose aux holds the next state under 'extra' (not differentiated)."""
+  return hasattr(model, 'init_extra')
 
 
 class ModelScorer:
@@ -209,8 +235,19 @@ def _make_train_step(model, tx, frozen=None, use_pcgrad=False, leaky=False):
       but their updates are not masked, so coupled weight decay moves them.
   """
 
+  carries = stateful(model)
+  if carries and use_pcgrad:
+    raise ValueError('train.pcgrad is not supported for a stateful model')
+
   def train_step(state: TrainState, batch, rng):
-    if use_pcgrad:
+    extra = {}
+    if carries:
+      loss = functools.partial(model.loss, extra=state.extra)
+      (_, aux), grads = jax.value_and_grad(loss, has_aux=True)(
+        state.params, batch, rng, state.step
+      )
+      extra = {'extra': jax.lax.stop_gradient(aux['extra'])}
+    elif use_pcgrad:
       _, aux, grads = _task_gradients(
         model, state.params, batch, rng, state.step
       )
@@ -229,7 +266,10 @@ def _make_train_step(model, tx, frozen=None, use_pcgrad=False, leaky=False):
       'count': aux['count'],
       'grad_norm': optax.tree.norm(grads),
     }
-    return TrainState(state.step + 1, params, opt_state), metrics
+    new = state.replace(
+      step=state.step + 1, params=params, opt_state=opt_state, **extra
+    )
+    return new, metrics
 
   return train_step
 
@@ -329,7 +369,7 @@ class _Setup:
 
   def init_state(self) -> TrainState:
     params = self.model.init(self.init_key, self.host_batch(0))
-    return TrainState(jnp.zeros((), jnp.int32), params, self.tx.init(params))
+    return new_state(self.model, params, self.tx)
 
   @property
   def abstract(self):
@@ -386,7 +426,7 @@ def _with_params(state: TrainState, new: dict, tx, sharding) -> TrainState:
         f'pretrain.params: {name!r} has shapes {got}; the model needs {want}'
       )
   params = {**state.params, **new}
-  fresh = TrainState(state.step, params, tx.init(params))
+  fresh = state.replace(params=params, opt_state=tx.init(params))
   return jax.device_put(fresh, sharding)
 
 

@@ -28,7 +28,7 @@ import ml_collections as mlc
 import numpy as np
 import scipy.sparse as sp
 
-from jaxrec.data import types
+from jaxrec.data import batching, types
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,18 +58,6 @@ def flush_denormals(w: np.ndarray) -> np.ndarray:
   """
   w[np.abs(w) < np.finfo(np.float32).tiny] = 0.0
   return w
-
-
-def history_rows(history: types.Part, users: np.ndarray, n_items: int):
-  """Dense binary float32[B, I] rows of `users` from a CSR part."""
-  rows = np.zeros((len(users), n_items), np.float32)
-  lengths = history.lengths[users]
-  starts = history.indptr[users]
-  row_of = np.repeat(np.arange(len(users)), lengths)
-  pos = np.repeat(starts - np.cumsum(lengths) + lengths, lengths)
-  cols = history.items[pos + np.arange(lengths.sum())]
-  rows[row_of, cols] = 1.0
-  return rows
 
 
 class LinearScorer:
@@ -108,7 +96,7 @@ class LinearScorer:
     if self.model.weights is None:
       return {'users': users.astype(np.int32)}
     if self._mode(history) == 'dense':
-      return {'rows': history_rows(history, users, self.n_items)}
+      return {'rows': batching.dense_rows(history, users, self.n_items)}
     weights = self.params['weights']
     if self._csr_cache[0] is not history:
       self._csr_cache = (history, history.to_csr(self.n_items))
