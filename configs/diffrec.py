@@ -43,7 +43,6 @@ NOISE = {
 def get_config(arg: str | None = None) -> mlc.ConfigDict:
   a = common.parse_arg(arg, dataset='diffrec-ml-1m-clean', tiny=False)
   c = common.base_config(a.dataset)
-  c.eval.select = 'recall@20'
   steps, scale, low, high = NOISE.get(a.dataset, NOISE['diffrec-ml-1m-clean'])
   c.model = mlc.ConfigDict(
     {
@@ -67,6 +66,17 @@ def get_config(arg: str | None = None) -> mlc.ConfigDict:
       'eval_seed': 0,
     }
   )
+  training(c, a.tiny)
+  if a.tiny:
+    c.model.update(dims=(16,), emb_size=4, steps=5)
+  return c
+
+
+def training(c: mlc.ConfigDict, tiny: bool) -> None:
+  """Sets what DiffRec and L-DiffRec train and select with: AdamW (no
+  weight decay) at 1e-3, batch 400, validation Recall@20 every 5 epochs,
+  stopping 20 epochs after the best."""
+  c.eval.select = 'recall@20'
   c.optim = optim.default_config()
   c.optim.update(name='adamw', lr=1e-3, b2=0.999, weight_decay=0.0)
   c.train = mlc.ConfigDict(
@@ -82,9 +92,7 @@ def get_config(arg: str | None = None) -> mlc.ConfigDict:
       'distributed': False,
     }
   )
-  if a.tiny:
+  if tiny:
     c.max_users = 96
-    c.model.update(dims=(16,), emb_size=4, steps=5)
     c.train.update(batch_size=32, epochs=4, eval_every=3, log_every=2)
     c.eval.chunk_size = 32
-  return c

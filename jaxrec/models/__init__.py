@@ -6,7 +6,7 @@ with the surface of ARCHITECTURE.md (init, loss, score, and the host-side
 train_data, train_batch, make_batch) that `jaxrec.train.loop` trains.
 """
 
-from jaxrec.models import adrec, diffrec, diffurec, dreamrec, sasrec
+from jaxrec.models import adrec, diffrec, diffurec, dreamrec, ldiffrec, sasrec
 from jaxrec.models.linear import ease, itemknn, toppop
 from jaxrec.models.linear.base import LinearModel
 
@@ -17,6 +17,7 @@ NEURAL_MODELS: dict[str, type] = {
   'adrec': adrec.ADRec,
   'adrec_pretrain': adrec.ADRecPretrain,
   'diffrec': diffrec.DiffRec,
+  'ldiffrec': ldiffrec.LDiffRec,
 }
 
 LINEAR_MODELS: dict[str, LinearModel] = {}

@@ -33,6 +33,7 @@ models/gaussian_diffusion.py):
 from __future__ import annotations
 
 import dataclasses
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -57,11 +58,12 @@ class DiffRecNet(nn.Module):
   emb_size: int
   dropout: float
   norm: bool = False
+  bias_init: Callable = nn.initializers.normal(1e-3)  # L-DiffRec: zeros
 
   @nn.compact
   def __call__(self, x, t, train: bool):
     dense = lambda n: nn.Dense(
-      n, kernel_init=_xavier_normal(), bias_init=nn.initializers.normal(1e-3)
+      n, kernel_init=_xavier_normal(), bias_init=self.bias_init
     )
     emb = timesteps.sinusoidal_embedding(t, self.emb_size)
     emb = dense(self.emb_size)(
@@ -100,12 +102,91 @@ def loss_weights(betas: np.ndarray, predict: str, reweight: bool):
   return w.astype(np.float32)
 
 
+def check_config(c: mlc.ConfigDict) -> None:
+  """Refuses settings DiffRec cannot run, naming the key."""
+  if c.noise_scale <= 0:
+    raise ValueError(
+      f'model.noise_scale={c.noise_scale}: DiffRec needs a positive noise'
+      " scale (the official code's noise-free variant is not supported)"
+    )
+  if not 0 <= c.sampling_steps <= c.steps:
+    raise ValueError(
+      f'model.sampling_steps={c.sampling_steps} must be in [0, steps ='
+      f' {c.steps}]'
+    )
+  if c.sampler not in ('importance', 'uniform'):
+    raise ValueError(
+      f"model.sampler={c.sampler!r}; expected 'importance' or 'uniform'"
+    )
+  if c.predict not in ('x0', 'eps'):
+    raise ValueError(f"model.predict={c.predict!r}; expected 'x0' or 'eps'")
+
+
+def diffusion_terms(c, schedule, betas, denoise, x0, history, k_t, k_noise):
+  """One training draw of DiffRec's diffusion loss on rows x0 [B, D].
+
+  Args:
+    c: the model config (sampler, uniform_prob, steps, predict, reweight).
+    schedule, betas: the tables and their float64 betas.
+    denoise: `(x_t, t) -> output` of the denoiser.
+    history: the loss-aware sampler's state.
+    k_t, k_noise: keys of the timesteps and of the noise.
+
+  Returns:
+    (per-example weighted loss [B] (what the history records), 1 / (T p(t))
+    [B], t [B], x0_hat [B, D]).
+  """
+  b = x0.shape[0]
+  if c.sampler == 'importance':
+    t, inv_p = timesteps.loss_aware(k_t, history, b, c.uniform_prob)
+  else:
+    t, inv_p = timesteps.uniform(k_t, (b,), c.steps)
+  noise = jax.random.normal(k_noise, x0.shape)
+  x_t = forward.q_sample(schedule, x0, t, noise)
+  out = denoise(x_t, t)
+  weight = jnp.asarray(loss_weights(betas, c.predict, c.reweight))[t]
+  if c.predict == 'x0':
+    return weight * jnp.mean((x0 - out) ** 2, axis=-1), inv_p, t, out
+  x0_hat = forward.x0_from_eps(schedule, x_t, t, out)
+  per = jnp.mean((noise - out) ** 2, axis=-1)
+  if c.reweight:
+    likelihood = jnp.mean((x0 - x0_hat) ** 2 / 2.0, axis=-1)
+    per = weight * jnp.where(t == 0, likelihood, per)
+  return per, inv_p, t, x0_hat
+
+
+def reverse(c, schedule, denoise, x, users):
+  """DiffRec's ranking process: x (the history, or a latent) noised to step
+  T' - 1 when T' = `c.sampling_steps` > 0, then every reverse step T-1..0
+  (posterior means, or ancestral with `c.sampling_noise`).
+
+  `denoise(x_t, t [B]) -> output`; the noise of user u comes from
+  fold_in(key(c.eval_seed), u), so a user's result does not depend on its
+  batch.
+  """
+  draw = prefix.user_normal(users, c.eval_seed)
+  if c.sampling_steps > 0:
+    t = jnp.full(x.shape[0], c.sampling_steps - 1)
+    x = forward.q_sample(schedule, x, t, draw(c.steps, x.shape[1:]))
+  return samplers.ddpm(
+    lambda x_t, t: denoise(x_t, jnp.full(x_t.shape[0], t)),
+    schedule,
+    x,
+    None,
+    predict=c.predict,
+    variance='small',
+    noise=bool(c.sampling_noise),
+    noise_fn=lambda t, shape: draw(t, shape[1:]),
+  )
+
+
 @dataclasses.dataclass(frozen=True)
 class UserRows:
   """The training examples: one per user (its train row, densified per
-  batch)."""
+  batch), and the steps of an epoch (L-DiffRec anneals per epoch)."""
 
   part: types.Part
+  steps_per_epoch: int = 0
 
   def __len__(self) -> int:
     return self.part.n_users
@@ -128,21 +209,7 @@ class DiffRec:
   n_items: int
 
   def __post_init__(self):
-    c = self.config
-    if c.noise_scale <= 0:
-      raise ValueError(
-        f'model.noise_scale={c.noise_scale}: DiffRec needs a positive noise'
-        " scale (the official code's noise-free variant is not supported)"
-      )
-    if not 0 <= c.sampling_steps <= c.steps:
-      raise ValueError(
-        f'model.sampling_steps={c.sampling_steps} must be in [0, steps ='
-        f' {c.steps}]'
-      )
-    if c.sampler not in ('importance', 'uniform'):
-      raise ValueError(
-        f"model.sampler={c.sampler!r}; expected 'importance' or 'uniform'"
-      )
+    check_config(self.config)
 
   @property
   def net(self) -> DiffRecNet:
@@ -209,23 +276,12 @@ class DiffRec:
     c, schedule = self.config, self.schedule
     x0, w = batch['x'], batch['weights']
     k_t, k_noise, k_drop = jax.random.split(rng, 3)
-    if c.sampler == 'importance':
-      t, inv_p = timesteps.loss_aware(k_t, extra, x0.shape[0], c.uniform_prob)
-    else:
-      t, inv_p = timesteps.uniform(k_t, (x0.shape[0],), c.steps)
-    noise = jax.random.normal(k_noise, x0.shape)
-    x_t = forward.q_sample(schedule, x0, t, noise)
-    out = self.net.apply(
+    denoise = lambda x_t, t: self.net.apply(
       {'params': params}, x_t, t, True, rngs={'dropout': k_drop}
     )
-    weight = jnp.asarray(loss_weights(self.betas(), c.predict, c.reweight))[t]
-    if c.predict == 'x0':
-      per = weight * jnp.mean((x0 - out) ** 2, axis=-1)
-    else:
-      mse = jnp.mean((noise - out) ** 2, axis=-1)
-      x0_hat = forward.x0_from_eps(schedule, x_t, t, out)
-      likelihood = jnp.mean((x0 - x0_hat) ** 2 / 2.0, axis=-1)
-      per = weight * jnp.where(t == 0, likelihood, mse) if c.reweight else mse
+    per, inv_p, t, _ = diffusion_terms(
+      c, schedule, self.betas(), denoise, x0, extra, k_t, k_noise
+    )
     extra = timesteps.update_history(extra, t, per, w > 0)
     total, count = jnp.sum(per * inv_p * w), jnp.sum(w)
     aux = {'loss_sum': total, 'count': count, 'extra': extra}
@@ -239,23 +295,7 @@ class DiffRec:
     batch.
     """
     del rng
-    c, schedule = self.config, self.schedule
-    x = batch['x']
-    draw = prefix.user_normal(batch['users'], c.eval_seed)
-    if c.sampling_steps > 0:
-      t = jnp.full(x.shape[0], c.sampling_steps - 1)
-      x = forward.q_sample(schedule, x, t, draw(c.steps, x.shape[1:]))
+    c = self.config
     net = self.net
-    model_fn = lambda x_t, t: net.apply(
-      {'params': params}, x_t, jnp.full(x_t.shape[0], t), False
-    )
-    return samplers.ddpm(
-      model_fn,
-      schedule,
-      x,
-      None,
-      predict=c.predict,
-      variance='small',
-      noise=bool(c.sampling_noise),
-      noise_fn=lambda t, shape: draw(t, shape[1:]),
-    )
+    denoise = lambda x_t, t: net.apply({'params': params}, x_t, t, False)
+    return reverse(c, self.schedule, denoise, batch['x'], batch['users'])

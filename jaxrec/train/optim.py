@@ -4,11 +4,14 @@ Fields: name ('adam' | 'adamw' | 'sgd'), lr, b1, b2, eps, weight_decay
 (adamw: decoupled; adam: coupled L2 added to the gradient, as PyTorch's
 Adam; sgd: unused), schedule ('constant' | 'cosine' | 'linear' |
 'step', with decay_epochs and decay_rate), warmup_steps, grad_clip (global
-norm; 0 = off).
+norm; 0 = off), lr_groups (top-level parameter name -> its own learning
+rate, e.g. L-DiffRec's {'denoiser': 5e-4}; the same schedule shape and
+optimizer; empty = one rate).
 """
 
 from __future__ import annotations
 
+import jax
 import ml_collections as mlc
 import optax
 
@@ -51,6 +54,31 @@ def learning_rate(
 
 def make(config: mlc.ConfigDict, total_steps: int, steps_per_epoch: int = 1):
   """The optimizer of `config` (a GradientTransformation)."""
+  groups = dict(config.get('lr_groups', None) or {})
+  if not groups:
+    return _make_one(config, total_steps, steps_per_epoch)
+  txs = {'': _make_one(config, total_steps, steps_per_epoch)}
+  for name, lr in groups.items():
+    one = mlc.ConfigDict(config.to_dict())
+    one.lr = float(lr)
+    txs[name] = _make_one(one, total_steps, steps_per_epoch)
+
+  def labels(params):
+    unknown = set(groups) - set(params)
+    if unknown:
+      raise KeyError(
+        f'optim.lr_groups names {sorted(unknown)}, not top-level parameters'
+        f' of the model ({sorted(params)})'
+      )
+    label = lambda k: k if k in groups else ''
+    return {
+      k: jax.tree.map(lambda _, k=k: label(k), v) for k, v in params.items()
+    }
+
+  return optax.multi_transform(txs, labels)
+
+
+def _make_one(config, total_steps: int, steps_per_epoch: int):
   lr = learning_rate(config, total_steps, steps_per_epoch)
   if config.name == 'adam':
     tx = optax.adam(lr, b1=config.b1, b2=config.b2, eps=config.eps)
@@ -87,5 +115,6 @@ def default_config() -> mlc.ConfigDict:
       'grad_clip': 0.0,
       'decay_epochs': 100,  # 'step' schedule only
       'decay_rate': 0.1,
+      'lr_groups': {},  # top-level param name -> learning rate
     }
   )
