@@ -11,9 +11,16 @@ takes well under a minute on 2 CPU cores.
 
 import ml_collections as mlc
 
-from configs import common, ease, itemknn, toppop
+from configs import common, ease, gfcf, itemknn, puresvd, rp3beta, toppop
 
-_MODELS = {'toppop': toppop, 'itemknn': itemknn, 'ease': ease}
+_MODELS = {
+  'toppop': toppop,
+  'itemknn': itemknn,
+  'ease': ease,
+  'rp3beta': rp3beta,
+  'puresvd': puresvd,
+  'gfcf': gfcf,
+}
 
 
 def get_config(arg: str | None = None) -> mlc.ConfigDict:

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from configs import baselines, ease, itemknn, toppop
+from configs import baselines, ease, gfcf, itemknn, puresvd, rp3beta, toppop
 from jaxrec.data import synthetic
 from jaxrec.train import fit_linear
 
@@ -16,7 +16,9 @@ def split():
   return synthetic.clustered_split(n_users=300, n_items=80, per_user=15)
 
 
-@pytest.mark.parametrize('module', [toppop, itemknn, ease])
+@pytest.mark.parametrize(
+  'module', [toppop, itemknn, ease, rp3beta, puresvd, gfcf]
+)
 def test_tiny_config_runs_and_records(module, split, tmp_path):
   config = module.get_config('tiny')
   res = fit_linear.fit_and_evaluate(config, tmp_path, split)
@@ -38,13 +40,16 @@ def test_personalised_models_beat_popularity_on_planted_clusters(
   split, tmp_path
 ):
   ndcg = {}
-  for module in (toppop, itemknn, ease):
-    res = fit_linear.fit_and_evaluate(
-      module.get_config(), tmp_path / module.__name__, split
-    )
+  for module in (toppop, itemknn, ease, rp3beta, puresvd, gfcf):
+    config = module.get_config()
+    if module is puresvd:
+      config.grid.factors = (4, 8, 16)  # 80 items
+    if module is gfcf:
+      config.grid.factors = (8, 16)
+    res = fit_linear.fit_and_evaluate(config, tmp_path / module.__name__, split)
     ndcg[module.__name__] = res['test']['metrics']['ndcg@20']
-  assert ndcg['configs.itemknn'] > 1.5 * ndcg['configs.toppop']
-  assert ndcg['configs.ease'] > 1.5 * ndcg['configs.toppop']
+  for name in ('itemknn', 'ease', 'rp3beta', 'puresvd', 'gfcf'):
+    assert ndcg[f'configs.{name}'] > 1.5 * ndcg['configs.toppop'], name
 
 
 def test_grid_keys_must_be_model_fields():

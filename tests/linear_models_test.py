@@ -7,7 +7,15 @@ import scipy.sparse as sp
 
 from jaxrec import models
 from jaxrec.data import batching, synthetic
-from jaxrec.models.linear import base, ease, itemknn, toppop
+from jaxrec.models.linear import (
+  base,
+  ease,
+  gfcf,
+  itemknn,
+  puresvd,
+  rp3beta,
+  toppop,
+)
 
 
 def _random_csr(n_users=40, n_items=25, density=0.2, seed=0):
@@ -127,3 +135,71 @@ def test_gram_mixes_dense_and_sparse_users():
   got = ease.lower_gram(sp.csr_matrix(dense))
   want = dense.astype(np.float64).T @ dense
   np.testing.assert_array_equal(np.tril(got), np.tril(want))
+
+
+def _cfg(**kw):
+  return mlc.ConfigDict({'max_dense_bytes': 2**30, 'seed': 0, **kw})
+
+
+def test_rp3beta_matches_the_random_walk_reference():
+  x_csr, x = _random_csr()
+  alpha, beta, k = 0.8, 0.4, 5
+  deg_u, deg_i = x.sum(1), x.sum(0)
+  n = x.shape[1]
+  w = np.zeros((n, n))
+  for i in range(n):
+    for j in range(n):
+      if i == j or deg_i[i] == 0:
+        continue
+      walk = [
+        (x[u, i] / deg_i[i]) ** alpha * (x[u, j] / deg_u[u]) ** alpha
+        for u in range(x.shape[0])
+        if x[u, i] and x[u, j]
+      ]
+      w[i, j] = sum(walk) / max(deg_i[j], 1.0) ** beta
+  keep = np.zeros_like(w, bool)
+  for i in range(n):  # each row keeps its k largest (lowest ids on ties)
+    order = sorted(range(n), key=lambda j: (-w[i, j], j))[:k]
+    keep[i, order] = True
+  want = np.where(keep, w, 0.0)
+  got = rp3beta.fit(x_csr, _cfg(alpha=alpha, beta=beta, k=k))['weights']
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
+  assert (np.count_nonzero(got, axis=1) <= k).all()
+  with pytest.raises(MemoryError, match='RP3beta on 25 items needs'):
+    rp3beta.fit(x_csr, _cfg(alpha=1.0, beta=0.0, k=5, max_dense_bytes=100))
+
+
+def test_puresvd_is_the_projection_on_the_top_right_singular_vectors():
+  x_csr, x = _random_csr()
+  _, _, vt = np.linalg.svd(x)
+  want = vt[:6].T @ vt[:6]  # the projection is unique up to sign flips
+  got = puresvd.fit(x_csr, _cfg(factors=6))['weights']
+  np.testing.assert_allclose(got, want, atol=2e-5)
+  with pytest.raises(ValueError, match='40 factors'):
+    puresvd.fit(x_csr, _cfg(factors=40))
+
+
+def test_gfcf_is_the_linear_plus_ideal_low_pass_filter():
+  x_csr, x = _random_csr()
+  deg_u, deg_i = x.sum(1), x.sum(0)
+  d_u = np.where(deg_u > 0, deg_u, np.inf) ** -0.5  # empty rows: 0
+  d_i = np.where(deg_i > 0, deg_i, np.inf) ** -0.5
+  norm = d_u[:, None] * x * d_i[None, :]
+  _, _, vt = np.linalg.svd(norm)
+  low_pass = np.diag(d_i) @ vt[:5].T @ vt[:5] @ np.diag(np.sqrt(deg_i))
+  want = norm.T @ norm + 0.3 * low_pass
+  got = gfcf.fit(x_csr, _cfg(alpha=0.3, factors=5))['weights']
+  np.testing.assert_allclose(got, want, atol=2e-5)
+  linear = gfcf.fit(x_csr, _cfg(alpha=0.0, factors=5))['weights']
+  np.testing.assert_allclose(linear, norm.T @ norm, atol=1e-6)
+
+
+def test_fewer_factors_reuse_the_top_of_a_larger_svd():
+  x_csr, x = _random_csr(seed=4)
+  puresvd._CACHE.clear()
+  big = puresvd.top_right_vectors(x_csr, 8, seed=0)
+  small = puresvd.top_right_vectors(sp.csr_matrix(x), 3, seed=0)  # a hit
+  assert len(puresvd._CACHE) == 1
+  _, _, vt = np.linalg.svd(x)
+  np.testing.assert_allclose(np.abs(big), np.abs(vt[:8]), atol=1e-6)
+  np.testing.assert_allclose(np.abs(small), np.abs(vt[:3]), atol=1e-6)

@@ -7,7 +7,7 @@ train_data, train_batch, make_batch) that `jaxrec.train.loop` trains.
 """
 
 from jaxrec.models import adrec, diffrec, diffurec, dreamrec, ldiffrec, sasrec
-from jaxrec.models.linear import ease, itemknn, toppop
+from jaxrec.models.linear import ease, gfcf, itemknn, puresvd, rp3beta, toppop
 from jaxrec.models.linear.base import LinearModel
 
 NEURAL_MODELS: dict[str, type] = {
@@ -30,7 +30,14 @@ def register_linear(model: LinearModel) -> LinearModel:
   return model
 
 
-for _m in (toppop.MODEL, itemknn.MODEL, ease.MODEL):
+for _m in (
+  toppop.MODEL,
+  itemknn.MODEL,
+  ease.MODEL,
+  rp3beta.MODEL,
+  puresvd.MODEL,
+  gfcf.MODEL,
+):
   register_linear(_m)
 
 

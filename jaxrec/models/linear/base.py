@@ -49,6 +49,19 @@ class LinearModel:
   score: Callable[[Any, dict], jnp.ndarray] | None = None
 
 
+def check_dense_memory(name: str, n_items: int, copies: int, limit) -> None:
+  """Refuses a fit whose `copies` dense float32 items x items buffers exceed
+  `limit` bytes (config.model.max_dense_bytes), naming what it would need."""
+  need = copies * n_items * n_items * 4
+  if need > limit:
+    raise MemoryError(
+      f'{name} on {n_items} items needs {need / 2**30:.2f} GiB of dense'
+      f' memory ({copies} x items^2 x 4 bytes), above max_dense_bytes ='
+      f' {limit / 2**30:.2f} GiB; raise config.model.max_dense_bytes or use'
+      ' a model with sparse weights'
+    )
+
+
 def flush_denormals(w: np.ndarray) -> np.ndarray:
   """Sets float32 subnormals (|w| < 1.2e-38) to zero, in place.
 

@@ -43,12 +43,12 @@ def fit(train: sp.csr_matrix, config: mlc.ConfigDict) -> dict:
     sim = np.divide(block, denom, out=np.zeros_like(block), where=denom > 0)
     sim[np.arange(start, stop), np.arange(stop - start)] = 0.0
     if k < n - 1:
-      sim = _keep_top_k(sim, k)
+      sim = keep_top_k(sim, k)
     out[:, start:stop] = sim
   return {'similarity': base.flush_denormals(out)}
 
 
-def _keep_top_k(sim: np.ndarray, k: int) -> np.ndarray:
+def keep_top_k(sim: np.ndarray, k: int) -> np.ndarray:
   """Zeroes all but the k largest entries of each column.
 
   Ties at the k-th value keep the lower row ids. Linear time per column
