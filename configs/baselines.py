@@ -11,7 +11,7 @@ takes well under a minute on 2 CPU cores.
 
 import ml_collections as mlc
 
-from configs import common, ease, gfcf, itemknn, puresvd, rp3beta, toppop
+from configs import common, ease, gfcf, ials, itemknn, puresvd, rp3beta, toppop
 
 _MODELS = {
   'toppop': toppop,
@@ -20,6 +20,7 @@ _MODELS = {
   'rp3beta': rp3beta,
   'puresvd': puresvd,
   'gfcf': gfcf,
+  'ials': ials,
 }
 
 

@@ -7,7 +7,15 @@ train_data, train_batch, make_batch) that `jaxrec.train.loop` trains.
 """
 
 from jaxrec.models import adrec, diffrec, diffurec, dreamrec, ldiffrec, sasrec
-from jaxrec.models.linear import ease, gfcf, itemknn, puresvd, rp3beta, toppop
+from jaxrec.models.linear import (
+  ease,
+  gfcf,
+  ials,
+  itemknn,
+  puresvd,
+  rp3beta,
+  toppop,
+)
 from jaxrec.models.linear.base import LinearModel
 
 NEURAL_MODELS: dict[str, type] = {
@@ -37,6 +45,7 @@ for _m in (
   rp3beta.MODEL,
   puresvd.MODEL,
   gfcf.MODEL,
+  ials.MODEL,
 ):
   register_linear(_m)
 
