@@ -5,9 +5,9 @@
       --workdir=runs/ials-diffrec-ml-1m-clean
 
 The grid (reg x alpha0, 12 points at 64 factors, 16 sweeps) is searched
-on validation. Memory: the factors (users + items) x factors floats, plus
-per chunk of 256 rows its dense rows and [256, d, d] systems (4 MB at
-d = 64); a sweep costs (U + I) x (I or U) x d^2 flops.
+on validation. Memory: the factors, (users + items) x factors floats, plus
+per solve chunk `budget` gathered floats (16 MB) and its [B, d, d]
+systems; a sweep costs about 2 x nnz x d^2 multiply-adds.
 """
 
 import ml_collections as mlc
@@ -27,7 +27,7 @@ def get_config(arg: str | None = None) -> mlc.ConfigDict:
       'nu': 1.0,  # regularisation frequency scaling
       'epochs': 16,
       'init_std': 0.1,
-      'chunk': 256,
+      'budget': 1 << 22,  # gathered factor floats per solve chunk
       'seed': 0,
     }
   )
@@ -36,6 +36,6 @@ def get_config(arg: str | None = None) -> mlc.ConfigDict:
   )
   if a.tiny:
     c.max_users = 200
-    c.model.update(factors=8, epochs=4, chunk=64)
+    c.model.update(factors=8, epochs=4, budget=4096)
     c.grid = mlc.ConfigDict({'reg': (3e-3,), 'alpha0': (0.1, 0.5)})
   return c

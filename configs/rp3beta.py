@@ -4,7 +4,7 @@
       --config=configs/rp3beta.py:dataset=diffrec-ml-1m-clean \
       --workdir=runs/rp3beta-diffrec-ml-1m-clean
 
-The grid (alpha x beta x k, 36 points, spanning Dacrema et al.'s tuned
+The grid (alpha x beta x k, 64 points, spanning Dacrema et al.'s tuned
 ranges) is searched on validation; the best point is tested once. Memory:
 two dense items x items float32 buffers (0.06 GiB for ML-1M's 2.8k items;
 1.2 GiB for Beauty's 12k); above `model.max_dense_bytes` it is refused.
@@ -29,8 +29,8 @@ def get_config(arg: str | None = None) -> mlc.ConfigDict:
   )
   c.grid = mlc.ConfigDict(
     {
-      'alpha': (0.5, 1.0, 1.5),
-      'beta': (0.0, 0.3, 0.6),
+      'alpha': (0.25, 0.5, 1.0, 1.5),
+      'beta': (0.0, 0.3, 0.6, 0.9),
       'k': (50, 200, 500, 2000),
     }
   )

@@ -10,10 +10,12 @@ solved by alternating exact least squares: with G = alpha0 H^T H,
 
     w_u = (G + sum_{i in S_u} h_i h_i^T + lambda_u I)^-1  sum_{i in S_u} h_i,
 
-then the same for the items. The solves run in JAX, a chunk of users (or
-items) at a time from that chunk's dense rows only: B x I x d^2 flops per
-chunk, [B, d, d] systems, never users x items at once. A user's scores are
-w_u . h_i (`score`; the history is read through the fitted factors).
+then the same for the items. The solves run in JAX over each row's item
+list (sum_{i in S_u} h_i h_i^T: nnz x d^2 multiply-adds per side and sweep,
+1.7 G on ML-1M's train at d = 64, up to 2x with padding), rows grouped by
+length into a few padded shapes; never users x items at once. A user's
+scores are w_u . h_i (`score`; the history is read through the fitted
+factors).
 """
 
 import jax
@@ -22,34 +24,48 @@ import ml_collections as mlc
 import numpy as np
 import scipy.sparse as sp
 
-from jaxrec.data import batching, types
+from jaxrec.data import types
+from jaxrec.eval import ranking
 from jaxrec.models.linear import base
 
 
 @jax.jit
-def _solve_chunk(rows, other, gram, lam):
-  """Exact least squares of one chunk: rows [B, N] binary, other [N, d]."""
-  a = gram + jnp.einsum('bn,nd,ne->bde', rows, other, other)
+def _solve_lists(items, other, gram, lam):
+  """Exact least squares of rows given by their item lists [B, L] (padding:
+  the zero row appended to `other` [N + 1, d])."""
+  hs = other[items]  # [B, L, d]
+  a = gram + jnp.einsum('bld,ble->bde', hs, hs)
   a = a + lam[:, None, None] * jnp.eye(other.shape[1], dtype=a.dtype)
-  return jnp.linalg.solve(a, (rows @ other)[..., None])[..., 0]
+  return jnp.linalg.solve(a, hs.sum(1)[..., None])[..., 0]
 
 
-def solve_side(part: types.Part, other, alpha0, reg, nu, chunk: int):
-  """New factors [n_rows, d] of one side given the other side's [N, d]."""
+def solve_side(part: types.Part, other, alpha0, reg, nu, budget: int):
+  """New factors [n_rows, d] of one side given the other side's [N, d].
+
+  Rows are taken in order of length and padded to the next power of two
+  (a few shapes, each compiled once), `budget` floats of gathered factors
+  per chunk: nnz x d^2 work instead of rows x N x d^2.
+  """
   other = jnp.asarray(other)
-  n_rows, n_other = part.n_users, other.shape[0]
-  counts = part.lengths.astype(np.float64)
-  lam = (reg * (counts + alpha0 * n_other) ** nu).astype(np.float32)
+  n_rows, (n_other, d) = part.n_users, other.shape
+  lengths = part.lengths
+  lam = (reg * (lengths + alpha0 * n_other) ** nu).astype(np.float32)
   gram = alpha0 * other.T @ other
-  out = []
-  for start in range(0, n_rows, chunk):
-    ids = np.arange(start, min(start + chunk, n_rows))
-    pad = chunk - len(ids)
-    ids_p = np.concatenate([ids, np.zeros(pad, ids.dtype)])
-    rows = batching.dense_rows(part, ids_p, n_other)
-    got = _solve_chunk(rows, other, gram, jnp.asarray(lam[ids_p]))
-    out.append(np.asarray(got)[: len(ids)])
-  return np.concatenate(out)
+  padded = jnp.concatenate([other, jnp.zeros((1, d), other.dtype)])
+  width = 2 ** np.ceil(np.log2(np.maximum(lengths, 1))).astype(np.int64)
+  out = np.zeros((n_rows, d), np.float32)
+  order = np.argsort(lengths, kind='stable')
+  for w in np.unique(width):
+    ids = order[width[order] == w]
+    # At most the bucket's rows (rounded up to a power of two).
+    per = min(max(1, budget // (int(w) * d)), 1 << (len(ids) - 1).bit_length())
+    for start in range(0, len(ids), per):
+      chunk = ids[start : start + per]
+      chunk_p = np.concatenate([chunk, np.full(per - len(chunk), chunk[0])])
+      items = ranking.padded_rows(part, chunk_p, int(w), n_other)
+      got = _solve_lists(items, padded, gram, jnp.asarray(lam[chunk_p]))
+      out[chunk] = np.asarray(got)[: len(chunk)]
+  return out
 
 
 def objective(x: np.ndarray, w, h, alpha0, reg, nu) -> float:
@@ -81,7 +97,7 @@ def fit(train: sp.csr_matrix, config: mlc.ConfigDict) -> dict:
   xt = x.T.tocsr()
   by_item = types.Part(xt.indptr.astype(np.int64), xt.indices.astype(np.int32))
   w, h = init_factors(x.shape[0], x.shape[1], config)
-  args = (config.alpha0, config.reg, config.nu, int(config.chunk))
+  args = (config.alpha0, config.reg, config.nu, int(config.budget))
   for _ in range(int(config.epochs)):
     w = solve_side(by_user, h, *args)
     h = solve_side(by_item, w, *args)
