@@ -46,7 +46,9 @@ from jaxrec.diffusion import forward, samplers, schedules, timesteps
 from jaxrec.models import prefix
 
 
-def _xavier_normal():
+def xavier_normal():
+  """PyTorch's xavier_normal_: N(0, 2 / (fan_in + fan_out)), not truncated
+  (Flax's `xavier_normal` truncates)."""
   return nn.initializers.variance_scaling(1.0, 'fan_avg', 'normal')
 
 
@@ -63,7 +65,7 @@ class DiffRecNet(nn.Module):
   @nn.compact
   def __call__(self, x, t, train: bool):
     dense = lambda n: nn.Dense(
-      n, kernel_init=_xavier_normal(), bias_init=self.bias_init
+      n, kernel_init=xavier_normal(), bias_init=self.bias_init
     )
     emb = timesteps.sinusoidal_embedding(t, self.emb_size)
     emb = dense(self.emb_size)(

@@ -84,7 +84,7 @@ class LDiffRecNet(nn.Module):
 
   def setup(self):
     init = dict(
-      kernel_init=nn.initializers.xavier_normal(),
+      kernel_init=diffrec.xavier_normal(),
       bias_init=nn.initializers.zeros,
     )
     self.encoders = [nn.Dense(2 * w, **init) for w in self.widths]
