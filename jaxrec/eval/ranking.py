@@ -374,7 +374,24 @@ def can_fuse(scorer: Scorer) -> bool:
 
 # Lengths a trimmed batch is rounded up to (about 1.4x apart, so a row is
 # at most ~40% padding), besides the longest history ranked.
-LENGTH_BUCKETS = (4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384)
+LENGTH_BUCKETS = (
+  4,
+  6,
+  8,
+  12,
+  16,
+  24,
+  32,
+  48,
+  64,
+  96,
+  128,
+  192,
+  256,
+  384,
+) + tuple(
+  int(b * 2**e) for e in range(9, 14) for b in (1, 1.5)
+)  # ... 512, 768, ..., 8192, 12288 (iALS's item lists)
 # On the fused path (no [B, I] score block), a group of short rows takes up
 # to this many times `chunk_size` users.
 MAX_CHUNK_SCALE = 8

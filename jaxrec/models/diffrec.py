@@ -188,7 +188,7 @@ class UserRows:
   batch), and the steps of an epoch (L-DiffRec anneals per epoch)."""
 
   part: types.Part
-  steps_per_epoch: int = 0
+  steps_per_epoch: int
 
   def __len__(self) -> int:
     return self.part.n_users
@@ -241,8 +241,8 @@ class DiffRec:
     return split.n_users
 
   def train_data(self, split: types.Split, plan: batching.BatchPlan):
-    del plan
-    return UserRows(split.train)
+    per_epoch = batching.steps_per_epoch(split.n_users, plan.batch_size)
+    return UserRows(split.train, per_epoch)
 
   def train_batch(self, data: UserRows, index, weights) -> dict:
     return {

@@ -41,7 +41,7 @@ import numpy as np
 import scipy.cluster.vq
 from flax import linen as nn
 
-from jaxrec.data import batching, readers, registry, types
+from jaxrec.data import readers, registry
 from jaxrec.diffusion import timesteps
 from jaxrec.models import diffrec
 
@@ -142,8 +142,7 @@ class LDiffRec:
   QUIRKS = ('dropped_target',)
 
   def __post_init__(self):
-    c = self.config
-    diffrec.check_config(c)
+    diffrec.check_config(self.config)
 
   @functools.cached_property
   def clusters(self) -> tuple[tuple[int, ...], ...]:
@@ -180,18 +179,16 @@ class LDiffRec:
   make_batch = diffrec.DiffRec.make_batch
   train_size = diffrec.DiffRec.train_size
 
-  def train_data(self, split: types.Split, plan: batching.BatchPlan):
-    per_epoch = batching.steps_per_epoch(split.n_users, plan.batch_size)
-    return diffrec.UserRows(split.train, per_epoch)
+  train_data = diffrec.DiffRec.train_data
 
   def train_batch(self, data: diffrec.UserRows, index, weights) -> dict:
-    return {
-      'x': batching.dense_rows(data.part, index, self.n_items),
-      'weights': weights,
-      # The same in every row (a batch is sharded by rows): the loss needs
-      # the epoch for lamda's annealing.
-      'steps_per_epoch': np.full(len(index), data.steps_per_epoch, np.int32),
-    }
+    batch = diffrec.DiffRec.train_batch(self, data, index, weights)
+    # The same in every row (a batch is sharded by rows): the loss needs
+    # the epoch for lamda's annealing.
+    batch['steps_per_epoch'] = np.full(
+      len(index), data.steps_per_epoch, np.int32
+    )
+    return batch
 
   # Pure functions ----------------------------------------------------------
 

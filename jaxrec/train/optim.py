@@ -70,9 +70,9 @@ def make(config: mlc.ConfigDict, total_steps: int, steps_per_epoch: int = 1):
         f'optim.lr_groups names {sorted(unknown)}, not top-level parameters'
         f' of the model ({sorted(params)})'
       )
-    label = lambda k: k if k in groups else ''
     return {
-      k: jax.tree.map(lambda _, k=k: label(k), v) for k, v in params.items()
+      k: jax.tree.map(lambda _, k=k: k if k in groups else '', v)
+      for k, v in params.items()
     }
 
   return optax.multi_transform(txs, labels)

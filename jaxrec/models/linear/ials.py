@@ -42,29 +42,29 @@ def _solve_lists(items, other, gram, lam):
 def solve_side(part: types.Part, other, alpha0, reg, nu, budget: int):
   """New factors [n_rows, d] of one side given the other side's [N, d].
 
-  Rows are taken in order of length and padded to the next power of two
-  (a few shapes, each compiled once), `budget` floats of gathered factors
-  per chunk: nnz x d^2 work instead of rows x N x d^2.
+  Rows are grouped by length as ranking groups users
+  (`ranking.length_groups`: a few padded lengths, each shape compiled
+  once), about `budget` floats of gathered factors per chunk: nnz x d^2
+  work instead of rows x N x d^2.
   """
   other = jnp.asarray(other)
-  n_rows, (n_other, d) = part.n_users, other.shape
-  lengths = part.lengths
-  lam = (reg * (lengths + alpha0 * n_other) ** nu).astype(np.float32)
+  (n_other, d), lengths = other.shape, part.lengths
+  lam = jnp.asarray(reg * (lengths + alpha0 * n_other) ** nu, jnp.float32)
   gram = alpha0 * other.T @ other
   padded = jnp.concatenate([other, jnp.zeros((1, d), other.dtype)])
-  width = 2 ** np.ceil(np.log2(np.maximum(lengths, 1))).astype(np.int64)
-  out = np.zeros((n_rows, d), np.float32)
-  order = np.argsort(lengths, kind='stable')
-  for w in np.unique(width):
-    ids = order[width[order] == w]
-    # At most the bucket's rows (rounded up to a power of two).
-    per = min(max(1, budget // (int(w) * d)), 1 << (len(ids) - 1).bit_length())
-    for start in range(0, len(ids), per):
-      chunk = ids[start : start + per]
-      chunk_p = np.concatenate([chunk, np.full(per - len(chunk), chunk[0])])
-      items = ranking.padded_rows(part, chunk_p, int(w), n_other)
-      got = _solve_lists(items, padded, gram, jnp.asarray(lam[chunk_p]))
-      out[chunk] = np.asarray(got)[: len(chunk)]
+  top = max(int(lengths.max(initial=1)), 1)
+  chunk = max(1, budget // (top * d))
+  rows, solved = [], []
+  for width, idx, size in ranking.length_groups(lengths, chunk, top):
+    for start in range(0, len(idx), size):
+      ids = idx[start : start + size]
+      rows.append(ids)
+      ids = np.concatenate([ids, np.full(size - len(ids), ids[-1])])
+      items = ranking.padded_rows(part, ids, width, n_other)
+      got = _solve_lists(items, padded, gram, lam[ids])
+      solved.append(got[: len(rows[-1])])
+  out = np.zeros((part.n_users, d), np.float32)
+  out[np.concatenate(rows)] = np.concatenate(jax.device_get(solved))
   return out
 
 
