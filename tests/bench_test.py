@@ -10,7 +10,7 @@ def test_bench_prints_a_table(tmp_path):
       sys.executable,
       '-m',
       'tools.bench',
-      '--only=rank,sasrec,diffurec,diffurec_eval,adrec,diffrec,ease',
+      '--only=rank,sasrec,diffurec,diffurec_eval,adrec,diffrec,ease,ials,ddrm',
       '--adrec_users=64',
       '--adrec_items=100',
       '--eval_users=32',
@@ -30,8 +30,8 @@ def test_bench_prints_a_table(tmp_path):
     env={'PATH': '', 'JAXREC_DATA': str(tmp_path), 'HOME': str(tmp_path)},
   ).stdout
   assert '| task | seconds | floor_s | floor/time | note |' in out
-  # The matmul rate is measured again before each of the seven tasks.
-  assert out.count('| matmul f32 2048^3 (before ') == 7
+  # The matmul rate is measured again before each of the nine tasks.
+  assert out.count('| matmul f32 2048^3 (before ') == 9
   assert 'rank+top20 300x200 d=16' in out
   assert 'EASE fit, 300 items' in out
   assert 'SASRec train step B=128 L=50 d=64, 200 items' in out
@@ -43,3 +43,5 @@ def test_bench_prints_a_table(tmp_path):
   assert 'ADRec inference without k/v reuse, 32 users' in out
   assert 'DiffRec train epoch, random (300 users x 120 items)' in out
   assert 'DiffRec validation, random: 40 reverse steps, top-20' in out
+  assert 'iALS fit, random (300 x 120' in out
+  assert 'DDRM inference, random (300 users x 120 items), 20 steps' in out

@@ -31,9 +31,9 @@ def _np_betas(steps, scale, low, high, first=1e-5):
   return np.array(betas)
 
 
-def _np_forward(params, x, t, emb_size):
-  """float64 forward of the official DNN: [x, Linear(sinusoid t)] -> dims
-  reversed (tanh) -> dims forward (tanh between) -> I."""
+def _np_forward(params, x, t, emb_size, cond=None, act=np.tanh):
+  """float64 forward of the official DNN: [x, Linear(sinusoid t)(, cond)]
+  -> dims reversed (act) -> dims forward (act between) -> output."""
   p = jax.tree.map(lambda a: np.asarray(a, np.float64), params)
   half = emb_size // 2
   freqs = np.exp(-np.log(10000.0) * np.arange(half) / half)
@@ -41,11 +41,13 @@ def _np_forward(params, x, t, emb_size):
   emb = np.concatenate([np.cos(args), np.sin(args)], axis=1)
   layers = [p[f'Dense_{i}'] for i in range(len(p))]
   emb = emb @ layers[0]['kernel'] + layers[0]['bias']
-  h = np.concatenate([np.asarray(x, np.float64), emb], axis=1)
+  h = np.concatenate(
+    [np.asarray(x, np.float64), emb] + ([] if cond is None else [cond]), 1
+  )
   for i, layer in enumerate(layers[1:]):
     h = h @ layer['kernel'] + layer['bias']
     if i < len(layers) - 2:
-      h = np.tanh(h)
+      h = act(h)
   return h
 
 

@@ -67,7 +67,17 @@ from jaxrec.study import report
 
 _ONLY = flags.DEFINE_list(
   'only',
-  ['rank', 'sasrec', 'diffurec', 'diffurec_eval', 'adrec', 'diffrec', 'ease'],
+  [
+    'rank',
+    'sasrec',
+    'diffurec',
+    'diffurec_eval',
+    'adrec',
+    'diffrec',
+    'ease',
+    'ials',
+    'ddrm',
+  ],
   'Rows to run.',
 )
 _USERS = flags.DEFINE_integer('users', 22363, 'Users ranked (Beauty: 22,363).')
@@ -489,14 +499,16 @@ def bench_adrec(flops: dict, repeats: int) -> list[dict]:
   return rows
 
 
-def _diffrec_split() -> tuple[types.Split, str]:
-  """`diffrec-ml-1m-clean` when its files are here, else a random split of
-  --diffrec_users x --diffrec_items (default its shape, 5,949 x 2,810) with
-  ML-1M's 68 train items per user."""
+def _diffrec_split(
+  name: str = 'diffrec-ml-1m-clean',
+) -> tuple[types.Split, str]:
+  """`name` (an ML-1M split of DiffRec) when its files are here, else a
+  random split of --diffrec_users x --diffrec_items (default the clean
+  shape, 5,949 x 2,810) with ML-1M's 68 train items per user."""
   try:
-    return registry.get_split('diffrec-ml-1m-clean'), 'ML-1M clean'
+    return registry.get_split(name), name.removeprefix('diffrec-')
   except registry.DataError as e:
-    logging.info('diffrec: diffrec-ml-1m-clean unavailable (%s); random', e)
+    logging.info('%s unavailable (%s); random', name, e)
   split = synthetic.clustered_split(
     _DIFFREC_USERS.value, _DIFFREC_ITEMS.value, per_user=85, kind='cf'
   )
@@ -564,6 +576,78 @@ def bench_diffrec(flops: dict, repeats: int) -> list[dict]:
   ]
 
 
+def bench_ials(flops: dict, repeats: int) -> list[dict]:
+  """iALS at its config's defaults (64 factors, 16 sweeps) on ML-1M clean.
+
+  Floor per sweep: the Gram sums over every interaction on both sides
+  (2 x 2 nnz d^2), the alpha0 Gram matrices (2 (U + I) d^2) and one
+  Cholesky-sized solve per row ((U + I) 2 d^3 / 3).
+  """
+  from configs import ials as ials_config
+
+  from jaxrec.models.linear import ials
+
+  split, source = _diffrec_split()
+  train = split.train.to_csr(split.n_items)
+  config = ials_config.get_config().model
+  seconds = best_time(lambda: ials.fit(train, config), repeats)
+  d, rows = int(config.factors), sum(train.shape)
+  sweep = 4 * train.nnz * d**2 + 2 * rows * d**2 + rows * 2 * d**3 / 3
+  floor = int(config.epochs) * sweep / flops['xla']
+  return [
+    {
+      'task': f'iALS fit, {source} ({train.shape[0]} x {train.shape[1]},'
+      f' nnz {train.nnz})',
+      'seconds': seconds,
+      'floor_s': floor,
+      'floor/time': floor / seconds,
+      'note': f'{config.epochs} sweeps at {d} factors',
+    }
+  ]
+
+
+def bench_ddrm(flops: dict, repeats: int) -> list[dict]:
+  """DDRM inference (MF settings) over every user of ML-1M noisy: 20
+  reverse steps of the item denoiser, then scores over all items, top-20."""
+  from configs import ddrm as ddrm_config
+
+  config = ddrm_config.get_config()
+  split, source = _diffrec_split('diffrec-ml-1m-noisy')
+  model = models.get_neural_model('ddrm')(config.model, split.n_items)
+  model = model.bind(split)
+  scorer = loop.ModelScorer(model)
+  scorer.params = model.init(jax.random.key(0), None)
+  chunk = int(config.eval.chunk_size)
+  run = lambda: ranking.rank(
+    scorer,
+    split.train,
+    split.valid,
+    split.train,
+    split.n_items,
+    k=20,
+    chunk_size=chunk,
+  )
+  seconds = best_time(run, max(1, repeats // 2))
+  one = model.make_batch(split.train, np.arange(min(chunk, split.n_users)))
+  lowered = jax.jit(model.user_vectors).lower(scorer.params, one)
+  # The scan body is counted once: x S steps; plus the item scores.
+  c = config.model
+  per_chunk = lowered.cost_analysis()['flops'] * c.sampling_steps
+  chunks = -(-split.n_users // chunk)
+  floor_flops = per_chunk * chunks + 2 * split.n_users * split.n_items * c.dim
+  floor = floor_flops / flops['xla']
+  return [
+    {
+      'task': f'DDRM inference, {source} ({split.n_users} users x'
+      f' {split.n_items} items), {c.sampling_steps} steps, top-20',
+      'seconds': seconds,
+      'floor_s': floor,
+      'floor/time': floor / seconds,
+      'note': 'official code: part of a ~1.5 min epoch (REFERENCE.md)',
+    }
+  ]
+
+
 def _random_train(n_users: int, n_items: int):
   dense = np.random.default_rng(0).random((n_users, n_items)) < 0.03
   return types.Part.from_events(*np.nonzero(dense), n_users).to_csr(n_items)
@@ -623,6 +707,8 @@ def main(argv):
     'adrec': bench_adrec,
     'diffrec': bench_diffrec,
     'ease': bench_ease,
+    'ials': bench_ials,
+    'ddrm': bench_ddrm,
   }
   rows = []
   for name in _ONLY.value:

@@ -6,7 +6,17 @@ with the surface of ARCHITECTURE.md (init, loss, score, and the host-side
 train_data, train_batch, make_batch) that `jaxrec.train.loop` trains.
 """
 
-from jaxrec.models import adrec, diffrec, diffurec, dreamrec, ldiffrec, sasrec
+from jaxrec.models import (
+  adrec,
+  ddrm,
+  diffrec,
+  diffurec,
+  dreamrec,
+  ldiffrec,
+  lightgcn,
+  mf,
+  sasrec,
+)
 from jaxrec.models.linear import (
   ease,
   gfcf,
@@ -26,6 +36,9 @@ NEURAL_MODELS: dict[str, type] = {
   'adrec_pretrain': adrec.ADRecPretrain,
   'diffrec': diffrec.DiffRec,
   'ldiffrec': ldiffrec.LDiffRec,
+  'mf': mf.MF,
+  'lightgcn': lightgcn.LightGCN,
+  'ddrm': ddrm.DDRM,
 }
 
 LINEAR_MODELS: dict[str, LinearModel] = {}

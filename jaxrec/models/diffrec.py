@@ -52,18 +52,23 @@ def xavier_normal():
   return nn.initializers.variance_scaling(1.0, 'fan_avg', 'normal')
 
 
-class DiffRecNet(nn.Module):
-  """f(x_t, t) -> [B, I]: the official 'DNN' with time concatenated."""
+ACTIVATIONS = {'tanh': jnp.tanh, 'sigmoid': jax.nn.sigmoid, 'relu': jax.nn.relu}
 
-  n_items: int
+
+class DiffRecNet(nn.Module):
+  """f(x_t, t[, cond]) -> [B, n_items]: the official 'DNN' with time (and,
+  for DDRM, a condition) concatenated after the input."""
+
+  n_items: int  # output width (DDRM: the embedding width)
   dims: tuple[int, ...]
   emb_size: int
   dropout: float
   norm: bool = False
   bias_init: Callable = nn.initializers.normal(1e-3)  # L-DiffRec: zeros
+  act: str = 'tanh'  # DDRM: 'sigmoid' (MF) or 'relu' (LightGCN)
 
   @nn.compact
-  def __call__(self, x, t, train: bool):
+  def __call__(self, x, t, train: bool, cond=None):
     dense = lambda n: nn.Dense(
       n, kernel_init=xavier_normal(), bias_init=self.bias_init
     )
@@ -74,11 +79,12 @@ class DiffRecNet(nn.Module):
     if self.norm:
       x = x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
     x = nn.Dropout(self.dropout)(x, deterministic=not train)
-    h = jnp.concatenate([x, emb], axis=-1)
+    h = jnp.concatenate([x, emb] + ([] if cond is None else [cond]), axis=-1)
+    act = ACTIVATIONS[self.act]
     for width in self.dims[::-1]:  # the encoder: dims reversed
-      h = jnp.tanh(dense(width)(h))
+      h = act(dense(width)(h))
     for width in self.dims[1:]:
-      h = jnp.tanh(dense(width)(h))
+      h = act(dense(width)(h))
     return dense(self.n_items)(h)
 
 
@@ -102,6 +108,19 @@ def loss_weights(betas: np.ndarray, predict: str, reweight: bool):
   else:
     raise ValueError(f"predict={predict!r}; expected 'x0' or 'eps'")
   return w.astype(np.float32)
+
+
+def linear_var_betas(c: mlc.ConfigDict) -> np.ndarray:
+  """float64[T] betas of the config's 'linear_var' schedule (steps,
+  noise_scale, noise_min, noise_max, first_beta); DiffRec's and DDRM's."""
+  return schedules.betas(
+    'linear_var',
+    c.steps,
+    scale=c.noise_scale,
+    low=c.noise_min,
+    high=c.noise_max,
+    first_beta=c.first_beta,
+  )
 
 
 def check_config(c: mlc.ConfigDict) -> None:
@@ -221,15 +240,7 @@ class DiffRec:
     )
 
   def betas(self) -> np.ndarray:
-    c = self.config
-    return schedules.betas(
-      'linear_var',
-      c.steps,
-      scale=c.noise_scale,
-      low=c.noise_min,
-      high=c.noise_max,
-      first_beta=c.first_beta,
-    )
+    return linear_var_betas(self.config)
 
   @property
   def schedule(self) -> schedules.Schedule:

@@ -5,7 +5,8 @@ donated, batch sharded over the 'data' mesh axis, state replicated; static
 shapes: the last batch of an epoch is padded and weighted 0), validation
 through the protocol every `train.eval_every` steps (0: every epoch), early
 stopping after `train.patience` validations without a new best on
-`eval.select`, and one test evaluation of the best checkpoint at the end.
+`eval.select` (never before `train.min_epochs`, default 0), and one test
+evaluation of the best checkpoint at the end.
 
 Exact resume: re-running the same command on the same workdir continues
 from the latest checkpoint. Everything the rest of the run depends on is a
@@ -331,6 +332,8 @@ class _Setup:
     model = models.get_neural_model(config.model.name)(
       config.model, split.n_items
     )
+    if hasattr(model, 'bind'):  # models that read the train graph / users
+      model = model.bind(split)
     batch_size = int(tc.batch_size)
     per_epoch = batching.steps_per_epoch(model.train_size(split), batch_size)
     total_steps = int(tc.steps) or int(tc.epochs) * per_epoch
@@ -363,9 +366,11 @@ class _Setup:
     index, weights = batching.batch_indices(
       len(self.data), int(self.config.train.batch_size), self.config.seed, step
     )
-    return self.model.train_batch(
-      self.data, index[self.rows], weights[self.rows]
-    )
+    args = (self.data, index[self.rows], weights[self.rows])
+    if getattr(self.model, 'host_rng', False):  # samples on the host
+      seed = (self.config.seed, step, jax.process_index())
+      args += (np.random.default_rng(seed),)
+    return self.model.train_batch(*args)
 
   def init_state(self) -> TrainState:
     params = self.model.init(self.init_key, self.host_batch(0))
@@ -619,7 +624,11 @@ def train_and_evaluate(
           - 1
           - [t for t, _ in protocol.history].index(best_tag)
         )
-        stopped = since_best >= int(tc.patience) and step < total_steps
+        stopped = (
+          since_best >= int(tc.patience)
+          and step < total_steps
+          and step >= int(tc.get('min_epochs', 0)) * per_epoch
+        )
         writer.write_scalars(step, {f'valid/{k}': v for k, v in valid.items()})
         writer.flush()
         rate = (step - start_step) / max(train_time, 1e-9)
