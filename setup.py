@@ -23,6 +23,7 @@ setuptools.setup(
     'orbax-checkpoint>=0.12.8',
     'numpy>=2.4.6',
     'scipy>=1.17.1',
+    'scikit-learn>=1.9.1',
     'ml-collections>=1.1.0',
     'absl-py>=2.5.1',
     'chex>=0.1.92',

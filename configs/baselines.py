@@ -11,16 +11,29 @@ takes well under a minute on 2 CPU cores.
 
 import ml_collections as mlc
 
-from configs import common, ease, gfcf, ials, itemknn, puresvd, rp3beta, toppop
+from configs import (
+  common,
+  ease,
+  gfcf,
+  ials,
+  itemknn,
+  puresvd,
+  rp3beta,
+  slim,
+  toppop,
+  userknn,
+)
 
 _MODELS = {
   'toppop': toppop,
   'itemknn': itemknn,
+  'userknn': userknn,
   'ease': ease,
   'rp3beta': rp3beta,
   'puresvd': puresvd,
   'gfcf': gfcf,
   'ials': ials,
+  'slim': slim,
 }
 
 

@@ -14,7 +14,9 @@ from configs import (
   itemknn,
   puresvd,
   rp3beta,
+  slim,
   toppop,
+  userknn,
 )
 from jaxrec.data import synthetic
 from jaxrec.train import fit_linear
@@ -26,7 +28,8 @@ def split():
 
 
 @pytest.mark.parametrize(
-  'module', [toppop, itemknn, ease, rp3beta, puresvd, gfcf, ials]
+  'module',
+  [toppop, itemknn, userknn, ease, rp3beta, puresvd, gfcf, ials, slim],
 )
 def test_tiny_config_runs_and_records(module, split, tmp_path):
   config = module.get_config('tiny')
@@ -56,14 +59,35 @@ def test_personalised_models_beat_popularity_on_planted_clusters(
     puresvd: {'factors': (8,)},
     gfcf: {'alpha': (0.3,), 'factors': (16,)},
     ials: {'reg': (3e-3,), 'alpha0': (0.1,)},
+    userknn: {'k': (50,), 'shrink': (10.0,)},
+    slim: {'alpha': (1e-3,), 'l1_ratio': (0.1,)},
   }
-  for module in (toppop, itemknn, ease, rp3beta, puresvd, gfcf, ials):
+  for module in (
+    toppop,
+    itemknn,
+    userknn,
+    ease,
+    rp3beta,
+    puresvd,
+    gfcf,
+    ials,
+    slim,
+  ):
     config = module.get_config()
     if module in one_point:
       config.grid = one_point[module]
     res = fit_linear.fit_and_evaluate(config, tmp_path / module.__name__, split)
     ndcg[module.__name__] = res['test']['metrics']['ndcg@20']
-  for name in ('itemknn', 'ease', 'rp3beta', 'puresvd', 'gfcf', 'ials'):
+  for name in (
+    'itemknn',
+    'userknn',
+    'ease',
+    'rp3beta',
+    'puresvd',
+    'gfcf',
+    'ials',
+    'slim',
+  ):
     assert ndcg[f'configs.{name}'] > 1.5 * ndcg['configs.toppop'], name
 
 

@@ -15,7 +15,9 @@ from jaxrec.models.linear import (
   itemknn,
   puresvd,
   rp3beta,
+  slim,
   toppop,
+  userknn,
 )
 
 
@@ -75,6 +77,56 @@ def test_itemknn_matches_reference(k, shrink):
   ref = _itemknn_reference(x, min(k, x.shape[1] - 1), shrink)
   np.testing.assert_allclose(got['similarity'], ref, atol=1e-6)
   assert (np.count_nonzero(got['similarity'], axis=0) <= k).all()
+
+
+@pytest.mark.parametrize('k,shrink', [(5, 0.0), (3, 10.0), (100, 2.0)])
+def test_userknn_matches_reference(k, shrink):
+  x_csr, x = _random_csr(seed=k)
+  config = mlc.ConfigDict({'k': k, 'shrink': shrink})
+  state = userknn.fit(x_csr, config)
+  # A user's neighbours are ItemKNN's on the transposed matrix.
+  ref = _itemknn_reference(x.T, min(k, x.shape[0] - 1), shrink).T
+  np.testing.assert_allclose(state['neighbours'].toarray(), ref, atol=1e-6)
+  users = np.array([0, 7, 39, 7])
+  scorer = base.LinearScorer(userknn.MODEL, state, x.shape[1])
+  assert scorer.params == {}
+  batch = scorer.make_batch(None, users)
+  got = np.asarray(scorer.score(scorer.params, batch))
+  np.testing.assert_allclose(got, ref[users] @ x, rtol=1e-5, atol=1e-6)
+  with pytest.raises(ValueError, match='k >= 1'):
+    userknn.fit(x_csr, mlc.ConfigDict({'k': 0, 'shrink': 0.0}))
+
+
+def test_slim_columns_satisfy_the_elastic_net_optimality_conditions():
+  x_csr, x = _random_csr(n_users=60, n_items=12, density=0.3)
+  config = mlc.ConfigDict(
+    {
+      'alpha': 0.01,
+      'l1_ratio': 0.3,
+      'k': 100,
+      'max_iter': 5000,
+      'tol': 1e-12,
+      'max_dense_bytes': 2**30,
+    }
+  )
+  w = slim.fit(x_csr, config)['weights'].astype(np.float64)
+  assert np.all(w >= 0) and np.all(np.diag(w) == 0)
+  assert not np.any(w[:, 3])  # nobody has item 3
+  n, a, r = x.shape[0], config.alpha, config.l1_ratio
+  for j in range(x.shape[1]):
+    others = np.arange(x.shape[1]) != j
+    xo = x[:, others]
+    # KKT of min |x_j - X w|^2 / (2n) + a r |w|_1 + a (1 - r) |w|^2 / 2,
+    # w >= 0: the gradient of the smooth part g satisfies g = -a r where
+    # w > 0 and g >= -a r where w = 0.
+    g = -xo.T @ (x[:, j] - xo @ w[others, j]) / n + a * (1 - r) * w[others, j]
+    on = w[others, j] > 0
+    np.testing.assert_allclose(g[on], -a * r, atol=1e-6)
+    assert np.all(g[~on] >= -a * r - 1e-6)
+  pruned = slim.fit(x_csr, mlc.ConfigDict({**config.to_dict(), 'k': 2}))
+  assert (np.count_nonzero(pruned['weights'], axis=0) <= 2).all()
+  with pytest.raises(MemoryError, match='SLIM on 12 items'):
+    slim.fit(x_csr, mlc.ConfigDict({**config.to_dict(), 'max_dense_bytes': 10}))
 
 
 def test_scores_are_history_times_weights():

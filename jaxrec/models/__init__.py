@@ -15,6 +15,7 @@ from jaxrec.models import (
   ldiffrec,
   lightgcn,
   mf,
+  multvae,
   sasrec,
 )
 from jaxrec.models.linear import (
@@ -24,7 +25,9 @@ from jaxrec.models.linear import (
   itemknn,
   puresvd,
   rp3beta,
+  slim,
   toppop,
+  userknn,
 )
 from jaxrec.models.linear.base import LinearModel
 
@@ -39,6 +42,7 @@ NEURAL_MODELS: dict[str, type] = {
   'mf': mf.MF,
   'lightgcn': lightgcn.LightGCN,
   'ddrm': ddrm.DDRM,
+  'multvae': multvae.MultVAE,
 }
 
 LINEAR_MODELS: dict[str, LinearModel] = {}
@@ -59,6 +63,8 @@ for _m in (
   puresvd.MODEL,
   gfcf.MODEL,
   ials.MODEL,
+  userknn.MODEL,
+  slim.MODEL,
 ):
   register_linear(_m)
 

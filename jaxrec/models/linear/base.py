@@ -41,12 +41,16 @@ class LinearModel:
     weights: the key of the item x item matrix W in the state, or None
       for a model that ignores the history (TopPop); its `score` is used.
     score: (state, batch) -> float32[B, I] for a model with no `weights`.
+    host_score: (state, users int[B]) -> float32[B, I] computed on the host
+      (UserKNN: sparse neighbour rows @ the sparse train matrix), for a
+      model whose state is not an item x item matrix.
   """
 
   name: str
   fit: Callable[[sp.csr_matrix, mlc.ConfigDict], dict]
   weights: str | None = None
   score: Callable[[Any, dict], jnp.ndarray] | None = None
+  host_score: Callable[[Any, np.ndarray], np.ndarray] | None = None
 
 
 def check_dense_memory(name: str, n_items: int, copies: int, limit) -> None:
@@ -93,9 +97,12 @@ class LinearScorer:
       raise ValueError(f'score_mode={score_mode!r}; expected auto|dense|sparse')
     self.model, self.n_items, self.score_mode = model, n_items, score_mode
     self._csr_cache = (None, None)  # (history part, its csr)
+    self.state = state
     self.params = (
       state if model.weights is None else {'weights': state[model.weights]}
     )
+    if model.host_score is not None:
+      self.params = {}  # nothing of the state goes to the device
 
   def _mode(self, history: types.Part) -> str:
     if self.score_mode != 'auto':
@@ -106,6 +113,8 @@ class LinearScorer:
 
   def make_batch(self, history: types.Part, users: np.ndarray) -> dict:
     users = np.asarray(users)
+    if self.model.host_score is not None:
+      return {'scores': self.model.host_score(self.state, users)}
     if self.model.weights is None:
       return {'users': users.astype(np.int32)}
     if self._mode(history) == 'dense':
