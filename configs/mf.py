@@ -44,7 +44,7 @@ def get_config(arg: str | None = None) -> mlc.ConfigDict:
 def training(c: mlc.ConfigDict, tiny: bool) -> None:
   """Adam 1e-3, batch 2048, validation every 5 epochs, patience 5."""
   c.optim = optim.default_config()
-  c.optim.update(name='adam', lr=1e-3)
+  c.optim.update(name='adam', lr=1e-3, b2=0.999)  # torch.optim.Adam's
   c.train = mlc.ConfigDict(
     {
       'batch_size': 2048,

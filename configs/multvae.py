@@ -36,7 +36,7 @@ def get_config(arg: str | None = None) -> mlc.ConfigDict:
     }
   )
   c.optim = optim.default_config()
-  c.optim.update(name='adam', lr=1e-3)
+  c.optim.update(name='adam', lr=1e-3, b2=0.999)
   c.train = mlc.ConfigDict(
     {
       'batch_size': 500,

@@ -12,6 +12,7 @@ from jaxrec.models import (
   diffrec,
   diffurec,
   dreamrec,
+  giffcf,
   ldiffrec,
   lightgcn,
   mf,
@@ -43,6 +44,7 @@ NEURAL_MODELS: dict[str, type] = {
   'lightgcn': lightgcn.LightGCN,
   'ddrm': ddrm.DDRM,
   'multvae': multvae.MultVAE,
+  'giffcf': giffcf.GiffCF,
 }
 
 LINEAR_MODELS: dict[str, LinearModel] = {}
