@@ -213,8 +213,31 @@ class UserRows:
     return self.part.n_users
 
 
+class DenseRows:
+  """Host side of models trained on users' dense train rows, one example
+  per user (Mult-VAE, GiffCF); needs an `n_items` attribute."""
+
+  n_items: int
+
+  def train_size(self, split: types.Split) -> int:
+    return split.n_users
+
+  def train_data(self, split: types.Split, plan: batching.BatchPlan):
+    per_epoch = batching.steps_per_epoch(split.n_users, plan.batch_size)
+    return UserRows(split.train, per_epoch)
+
+  def train_batch(self, data: UserRows, index, weights) -> dict:
+    return {
+      'x': batching.dense_rows(data.part, index, self.n_items),
+      'weights': weights,
+    }
+
+  def make_batch(self, history: types.Part, users: np.ndarray) -> dict:
+    return {'x': batching.dense_rows(history, users, self.n_items)}
+
+
 @dataclasses.dataclass(frozen=True)
-class DiffRec:
+class DiffRec(DenseRows):
   """The trainer's model surface (stateful: the loss-aware sampler's
   history is carried between steps, `jaxrec.train.loop.stateful`).
 
@@ -246,25 +269,12 @@ class DiffRec:
   def schedule(self) -> schedules.Schedule:
     return schedules.from_betas(self.betas())
 
-  # Host side ---------------------------------------------------------------
-
-  def train_size(self, split: types.Split) -> int:
-    return split.n_users
-
-  def train_data(self, split: types.Split, plan: batching.BatchPlan):
-    per_epoch = batching.steps_per_epoch(split.n_users, plan.batch_size)
-    return UserRows(split.train, per_epoch)
-
-  def train_batch(self, data: UserRows, index, weights) -> dict:
-    return {
-      'x': batching.dense_rows(data.part, index, self.n_items),
-      'weights': weights,
-    }
+  # Host side (DenseRows; ranking also passes the users) ------------------
 
   def make_batch(self, history: types.Part, users: np.ndarray) -> dict:
     """'x': the users' dense history rows; 'users' keys their noise."""
     return {
-      'x': batching.dense_rows(history, users, self.n_items),
+      **DenseRows.make_batch(self, history, users),  # L-DiffRec borrows it
       'users': np.asarray(users, np.int32),
     }
 

@@ -38,7 +38,7 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 from flax import linen as nn
 
-from jaxrec.data import batching, types
+from jaxrec.data import types
 from jaxrec.diffusion import timesteps
 from jaxrec.models import diffrec
 from jaxrec.models.linear import base
@@ -114,7 +114,7 @@ class GiffDenoiser(nn.Module):
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
-class GiffCF:
+class GiffCF(diffrec.DenseRows):
   """The trainer's model surface.
 
   Attributes:
@@ -151,24 +151,6 @@ class GiffCF:
     t = jnp.asarray(t, jnp.float32)
     t = t[:, None] if t.ndim else t
     return x + c.alpha * t / c.steps * (ax - x)
-
-  # Host side (one example per user: its dense train row) -----------------
-
-  def train_size(self, split: types.Split) -> int:
-    return split.n_users
-
-  def train_data(self, split: types.Split, plan: batching.BatchPlan):
-    per_epoch = batching.steps_per_epoch(split.n_users, plan.batch_size)
-    return diffrec.UserRows(split.train, per_epoch)
-
-  def train_batch(self, data: diffrec.UserRows, index, weights) -> dict:
-    return {
-      'x': batching.dense_rows(data.part, index, self.n_items),
-      'weights': weights,
-    }
-
-  def make_batch(self, history: types.Part, users: np.ndarray) -> dict:
-    return {'x': batching.dense_rows(history, users, self.n_items)}
 
   # Pure functions ----------------------------------------------------------
 

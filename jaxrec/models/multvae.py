@@ -16,10 +16,8 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 import ml_collections as mlc
-import numpy as np
 from flax import linen as nn
 
-from jaxrec.data import batching, types
 from jaxrec.models import diffrec
 
 
@@ -47,7 +45,7 @@ class MultVAENet(nn.Module):
 
 
 @dataclasses.dataclass(frozen=True)
-class MultVAE:
+class MultVAE(diffrec.DenseRows):
   """The trainer's model surface.
 
   Attributes:
@@ -63,24 +61,6 @@ class MultVAE:
   def net(self) -> MultVAENet:
     c = self.config
     return MultVAENet(self.n_items, c.hidden, c.latent, c.dropout)
-
-  # Host side (DiffRec's: one example per user, its dense train row) ------
-
-  def train_size(self, split: types.Split) -> int:
-    return split.n_users
-
-  def train_data(self, split: types.Split, plan: batching.BatchPlan):
-    per_epoch = batching.steps_per_epoch(split.n_users, plan.batch_size)
-    return diffrec.UserRows(split.train, per_epoch)
-
-  def train_batch(self, data: diffrec.UserRows, index, weights) -> dict:
-    return {
-      'x': batching.dense_rows(data.part, index, self.n_items),
-      'weights': weights,
-    }
-
-  def make_batch(self, history: types.Part, users: np.ndarray) -> dict:
-    return {'x': batching.dense_rows(history, users, self.n_items)}
 
   # Pure functions ----------------------------------------------------------
 
