@@ -77,6 +77,9 @@ def test_itemknn_matches_reference(k, shrink):
   ref = _itemknn_reference(x, min(k, x.shape[1] - 1), shrink)
   np.testing.assert_allclose(got['similarity'], ref, atol=1e-6)
   assert (np.count_nonzero(got['similarity'], axis=0) <= k).all()
+  small = mlc.ConfigDict({'k': k, 'shrink': shrink, 'max_dense_bytes': 100})
+  with pytest.raises(MemoryError, match='ItemKNN on 25 items'):
+    itemknn.fit(x_csr, small)
 
 
 @pytest.mark.parametrize('k,shrink', [(5, 0.0), (3, 10.0), (100, 2.0)])

@@ -23,7 +23,8 @@ def fit(train: sp.csr_matrix, config: mlc.ConfigDict) -> dict:
 
   Args:
     train: float32[U, I] binary interactions.
-    config: `k` (neighbours kept per item), `shrink` (>= 0).
+    config: `k` (neighbours kept per item), `shrink` (>= 0), optional
+      `max_dense_bytes` (refuses a larger dense similarity).
 
   Returns:
     {'similarity': float32[I, I]}, column j holding at most k non-zeros.
@@ -32,6 +33,9 @@ def fit(train: sp.csr_matrix, config: mlc.ConfigDict) -> dict:
     raise ValueError(f'ItemKNN needs k >= 1 and shrink >= 0, got {config}')
   x = sp.csc_matrix(train, dtype=np.float32)
   n = x.shape[1]
+  limit = config.get('max_dense_bytes', None)
+  if limit is not None:
+    base.check_dense_memory('ItemKNN', n, 1, limit)
   norms = np.sqrt(np.asarray(x.multiply(x).sum(axis=0), np.float64)).ravel()
   cooc = (x.T @ x).tocsc()
   out = np.zeros((n, n), np.float32)
