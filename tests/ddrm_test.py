@@ -57,7 +57,8 @@ def test_loss_matches_numpy_from_the_same_draws(layers):
   split = synthetic.clustered_split(n_users=16, n_items=12, per_user=5)
   model = _model(split, backbone_layers=layers, beta=1.0, alpha=0.4)
   c = model.config
-  params = model.init(jax.random.key(0), None)
+  raw = model.init(jax.random.key(0), None)
+  params = model.from_pretrained(raw)  # the rows propagated once
   batch = {
     'users': np.array([0, 5, 9, 15, 2], np.int32),
     'pos': np.array([1, 3, 11, 0, 7], np.int32),
@@ -70,7 +71,7 @@ def test_loss_matches_numpy_from_the_same_draws(layers):
   t = np.asarray(jax.random.randint(k_t, (5,), 0, c.steps))
   z_u = np.asarray(jax.random.normal(k_u, (5, c.dim)), np.float64)
   z_p = np.asarray(jax.random.normal(k_p, (5, c.dim)), np.float64)
-  users, items = _np_backbone(model, params, split)
+  users, items = _np_backbone(model, raw, split)
   u0, p0 = users[batch['users']], items[batch['pos']]
   n0 = items[batch['neg']]
   ab, _, _ = _np_tables(c)
@@ -99,11 +100,12 @@ def test_ranking_follows_the_posterior_means_past_the_last_step():
   # S = 6 > T = 4: the official lookup reads the tables at T - 1 for t >= T.
   model = _model(split, backbone_layers=1, steps=4, sampling_steps=6)
   c = model.config
-  params = model.init(jax.random.key(1), None)
+  raw = model.init(jax.random.key(1), None)
+  params = model.from_pretrained(raw)
   users = np.arange(10)
   batch = model.make_batch(split.train, users)
   got = np.asarray(jax.jit(model.score)(params, batch))
-  emb_u, emb_i = _np_backbone(model, params, split)
+  emb_u, emb_i = _np_backbone(model, raw, split)
   rows = batching.dense_rows(split.train, users, split.n_items)
   mean = rows @ emb_i / np.maximum(rows.sum(1, keepdims=True), 1)
   ab, coef1, coef2 = _np_tables(c)

@@ -515,6 +515,20 @@ def _diffrec_split(
   return split, 'random'
 
 
+def _time_validation(scorer, split: types.Split, chunk: int, repeats: int):
+  """Best seconds of one validation pass (train history, top-20)."""
+  run = lambda: ranking.rank(
+    scorer,
+    split.train,
+    split.valid,
+    split.train,
+    split.n_items,
+    k=20,
+    chunk_size=chunk,
+  )
+  return best_time(run, max(1, repeats // 2))
+
+
 def bench_diffrec(flops: dict, repeats: int) -> list[dict]:
   """DiffRec at its ML-1M clean settings: a training epoch (15 steps of 400
   users) and a validation pass (every user through 40 reverse steps)."""
@@ -537,16 +551,7 @@ def bench_diffrec(flops: dict, repeats: int) -> list[dict]:
   scorer.params = model.init(jax.random.key(0), batch)
   users = np.arange(split.n_users)
   chunk = int(config.eval.chunk_size)
-  run = lambda: ranking.rank(
-    scorer,
-    split.train,
-    split.valid,
-    split.train,
-    split.n_items,
-    k=20,
-    chunk_size=chunk,
-  )
-  rank_s = best_time(run, max(1, repeats // 2))
+  rank_s = _time_validation(scorer, split, chunk, repeats)
   one = model.make_batch(split.train, users[:chunk])
   score_flops = (
     jax.jit(model.score).lower(scorer.params, one).cost_analysis()['flops']
@@ -618,16 +623,7 @@ def bench_ddrm(flops: dict, repeats: int) -> list[dict]:
   scorer = loop.ModelScorer(model)
   scorer.params = model.init(jax.random.key(0), None)
   chunk = int(config.eval.chunk_size)
-  run = lambda: ranking.rank(
-    scorer,
-    split.train,
-    split.valid,
-    split.train,
-    split.n_items,
-    k=20,
-    chunk_size=chunk,
-  )
-  seconds = best_time(run, max(1, repeats // 2))
+  seconds = _time_validation(scorer, split, chunk, repeats)
   one = model.make_batch(split.train, np.arange(min(chunk, split.n_users)))
   lowered = jax.jit(model.user_vectors).lower(scorer.params, one)
   # The scan body is counted once: x S steps; plus the item scores.

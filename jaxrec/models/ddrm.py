@@ -10,7 +10,9 @@ diffusion.py, utils.py `BPRLoss.call_bpr`, Procedure.py, train.py):
   MF checkpoint into the LightGCN class and propagates it 4 times; that is
   the quirk flag here (`backbone_layers=4`). The default, 0, uses the MF
   rows as trained. The LightGCN variant propagates 2 times, as its
-  backbone was trained.
+  backbone was trained. The rows are frozen, so they are propagated once,
+  when imported from the pre-training run (`from_pretrained`), not at
+  every step as the official code does (same numbers).
 - Training triples (u, i+, i-) are MF-BPR's. u and i+ are noised at one
   uniform t with independent noise under DiffRec's 'linear_var' schedule
   (beta_1 set to 1e-5). Two DiffRec-style MLP denoisers predict x0:
@@ -65,7 +67,7 @@ def check_config(c: mlc.ConfigDict) -> None:
 
 
 @dataclasses.dataclass(frozen=True)
-class DDRM(dot.DotScore):
+class DDRM(mf.BprTriples, dot.DotScore):
   """The trainer's model surface.
 
   Attributes:
@@ -74,15 +76,14 @@ class DDRM(dot.DotScore):
       first_beta, sampling_steps, sampling_noise, alpha, beta, pairs,
       eval_seed.
     n_items: items.
-    n_users, graph: set by `bind` (the graph when backbone_layers > 0).
+    n_users, graph: set by `bind` (the graph when backbone_layers > 0,
+      read once by `from_pretrained`).
   """
 
   config: mlc.ConfigDict
   n_items: int
   n_users: int = 0
   graph: lightgcn.Graph | None = None
-
-  host_rng = True  # BPR triples are drawn on the host
 
   def __post_init__(self):
     check_config(self.config)
@@ -103,17 +104,7 @@ class DDRM(dot.DotScore):
   def schedule(self) -> schedules.Schedule:
     return schedules.from_betas(diffrec.linear_var_betas(self.config))
 
-  # Host side ---------------------------------------------------------------
-
-  def train_size(self, split: types.Split) -> int:
-    return split.train.nnz
-
-  def train_data(self, split: types.Split, plan: batching.BatchPlan):
-    del plan
-    return mf.TrainPairs.build(split.train, self.n_items, self.config.pairs)
-
-  def train_batch(self, data: mf.TrainPairs, index, weights, rng) -> dict:
-    return mf.bpr_batch(data, index, weights, rng)
+  # Host side (BPR triples: mf.BprTriples) --------------------------------
 
   def make_batch(self, history: types.Part, users: np.ndarray) -> dict:
     """'x': the users' dense history rows; 'users' keys their noise."""
@@ -135,13 +126,23 @@ class DDRM(dot.DotScore):
       params[name] = self.net().init(key, x, t, False, cond=x)['params']
     return params
 
+  def from_pretrained(self, pre: dict) -> dict:
+    """The backbone rows DDRM keeps: the pre-trained rows propagated
+    `backbone_layers` times, once, when they are imported (frozen rows
+    need no propagation per step)."""
+    users, items = lightgcn.propagate(
+      self.graph,
+      jnp.asarray(pre['user_emb']),
+      jnp.asarray(pre['item_emb']),
+      self.config.backbone_layers,
+    )
+    return {**pre, 'user_emb': users, 'item_emb': items}
+
   def backbone(self, params):
-    """(users [U, d], items [I, d]): the frozen, propagated rows."""
+    """(users [U, d], items [I, d]): the frozen rows (`from_pretrained`)."""
     users = jax.lax.stop_gradient(params['user_emb'])
     items = jax.lax.stop_gradient(params['item_emb'])
-    return lightgcn.propagate(
-      self.graph, users, items, self.config.backbone_layers
-    )
+    return users, items
 
   def denoise(self, params, name, x_t, t, cond, train, rng=None):
     rngs = {'dropout': rng} if train else {}

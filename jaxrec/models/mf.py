@@ -96,9 +96,23 @@ class TrainPairs:
     return users.astype(np.int32), pos.astype(np.int32), neg
 
 
-def bpr_batch(data: TrainPairs, index, weights, rng) -> dict:
-  users, pos, neg = data.triples(np.asarray(index), rng)
-  return {'users': users, 'pos': pos, 'neg': neg, 'weights': weights}
+class BprTriples:
+  """Host side of models trained on BPR triples (MF, LightGCN, DDRM): an
+  epoch of n_train triples drawn from the step's generator; needs
+  `config.pairs` and `n_items`."""
+
+  host_rng = True  # train_batch takes the step's numpy generator
+
+  def train_size(self, split: types.Split) -> int:
+    return split.train.nnz
+
+  def train_data(self, split: types.Split, plan: batching.BatchPlan):
+    del plan
+    return TrainPairs.build(split.train, self.n_items, self.config.pairs)
+
+  def train_batch(self, data: TrainPairs, index, weights, rng) -> dict:
+    users, pos, neg = data.triples(np.asarray(index), rng)
+    return {'users': users, 'pos': pos, 'neg': neg, 'weights': weights}
 
 
 def bpr_terms(u, p, n):
@@ -117,7 +131,7 @@ def init_embeddings(rng, n_users: int, n_items: int, dim: int, std: float):
 
 
 @dataclasses.dataclass(frozen=True)
-class MF(dot.DotScore):
+class MF(BprTriples, dot.DotScore):
   """The trainer's model surface for MF-BPR.
 
   Attributes:
@@ -130,22 +144,10 @@ class MF(dot.DotScore):
   n_items: int
   n_users: int = 0
 
-  host_rng = True  # train_batch takes the step's numpy generator
-
   def bind(self, split: types.Split) -> MF:
     return dataclasses.replace(self, n_users=split.n_users)
 
-  # Host side ---------------------------------------------------------------
-
-  def train_size(self, split: types.Split) -> int:
-    return split.train.nnz
-
-  def train_data(self, split: types.Split, plan: batching.BatchPlan):
-    del plan
-    return TrainPairs.build(split.train, self.n_items, self.config.pairs)
-
-  def train_batch(self, data: TrainPairs, index, weights, rng) -> dict:
-    return bpr_batch(data, index, weights, rng)
+  # Host side (BprTriples) --------------------------------------------------
 
   def make_batch(self, history: types.Part, users: np.ndarray) -> dict:
     del history

@@ -521,6 +521,8 @@ def train_and_evaluate(
     state = jax.jit(run.init_state, out_shardings=repl)()
     pre = _pretrained_params(config, workdir, split)
     if pre is not None:
+      if hasattr(model, 'from_pretrained'):  # e.g. DDRM propagates once
+        pre = model.from_pretrained(pre)
       state = _with_params(state, pre, run.tx, repl)
     logging.info('new run: %d steps (%d per epoch)', total_steps, per_epoch)
   else:
