@@ -51,25 +51,35 @@ def get_config(arg: str | None = None) -> mlc.ConfigDict:
       'emb_size': 10,
       'dropout': 0.5,
       'norm': False,
-      'steps': steps,
-      'noise_scale': scale,
-      'noise_min': low,
-      'noise_max': high,
-      'first_beta': 1e-5,  # the official code overwrites beta_1
-      'predict': 'x0',
-      'reweight': True,
-      'sampler': 'importance',  # loss-aware; 'uniform'
-      'history': 10,  # losses kept per timestep
-      'uniform_prob': 1e-3,
-      'sampling_steps': 0,  # T': forward steps applied to the history
-      'sampling_noise': False,
-      'eval_seed': 0,
+      **diffusion(steps, scale, low, high),
     }
   )
   training(c, a.tiny)
   if a.tiny:
     c.model.update(dims=(16,), emb_size=4, steps=5)
   return c
+
+
+def diffusion(steps, scale, low, high, first_beta=1e-5) -> dict:
+  """DiffRec's diffusion keys (`GaussianDiffusion`, shared by L-DiffRec and
+  CF-Diff): linear-variance betas (first beta overwritten unless None), x0
+  prediction, reweighting, loss-aware timesteps (10 losses per step, 1e-3
+  uniform), ranking from the clean history along the posterior means."""
+  return {
+    'steps': steps,
+    'noise_scale': scale,
+    'noise_min': low,
+    'noise_max': high,
+    'first_beta': first_beta,
+    'predict': 'x0',  # or 'eps'
+    'reweight': True,
+    'sampler': 'importance',  # loss-aware; 'uniform'
+    'history': 10,  # losses kept per timestep
+    'uniform_prob': 1e-3,
+    'sampling_steps': 0,  # T': forward steps applied to the history
+    'sampling_noise': False,
+    'eval_seed': 0,
+  }
 
 
 def training(c: mlc.ConfigDict, tiny: bool) -> None:

@@ -53,25 +53,14 @@ def get_config(arg: str | None = None) -> mlc.ConfigDict:
       'mlp_dims': (300,),
       'emb_size': 10,
       'mlp_dropout': 0.5,
-      'steps': steps,
-      'noise_scale': scale,
-      'noise_min': low,
-      'noise_max': high,
-      'first_beta': None,  # L-DiffRec keeps the first beta
-      'predict': 'x0',
-      'reweight': True,
-      'sampler': 'importance',
-      'history': 10,
-      'uniform_prob': 1e-3,
-      'sampling_steps': 0,
-      'sampling_noise': False,
+      # L-DiffRec keeps the first beta.
+      **diffrec_config.diffusion(steps, scale, low, high, first_beta=None),
       'lamda': 0.03,
       'lamda_cap': 0.005,
       'anneal_epochs': 500,
       'kl_cap': 0.3,
       'kl_anneal_steps': 200,
       'dropped_target': False,  # official: True
-      'eval_seed': 0,
     }
   )
   diffrec_config.training(c, a.tiny)

@@ -27,3 +27,16 @@ def test_identity_when_deterministic_and_masks_differ_by_key():
     a, dropout.keep_mask(jax.random.key(1), 0.5, (64, 64))
   )
   assert not dropout.apply(x, 1.0, jax.random.key(0), False).any()
+
+
+def test_fewer_bits_are_exact_and_unbiased():
+  assert [dropout.exact_bits(k) for k in (0.5, 0.75, 0.9)] == [1, 2, 16]
+  x = jnp.ones((999, 7))  # not a multiple of 32 masks per word
+  for keep, bits in ((0.5, 1), (0.75, 2)):
+    y = np.asarray(dropout.apply(x, 1 - keep, jax.random.key(3), False, bits))
+    kept = y != 0
+    assert abs(kept.mean() - keep) < 0.01
+    np.testing.assert_allclose(y[kept], 1 / keep, rtol=1e-6)
+  # Neighbouring masks drawn from one word are not correlated.
+  m = np.asarray(dropout.keep_mask(jax.random.key(4), 0.5, (64_000,), 1))
+  assert abs(np.corrcoef(m[:-1], m[1:])[0, 1]) < 0.02

@@ -45,6 +45,12 @@ Rows:
           floor = one n x n x n matmul (n^3 multiply-adds) at the BLAS rate.
           The inverse itself is n^3 flops (n^3/2 multiply-adds), so its
           flop-count efficiency is half the printed fraction.
+  ials, ddrm  see their functions' docstrings.
+  cfdiff  (not run by default: minutes per row on a 2-core CPU) one CF-Diff
+          train step (128 users of ML-1M clean, CAM-AE's four attention
+          maps of 522 x 522 tokens per head) and one ranking chunk (128
+          users, 20 reverse steps); the notes project an epoch and a
+          validation pass.
 """
 
 from __future__ import annotations
@@ -515,6 +521,26 @@ def _diffrec_split(
   return split, 'random'
 
 
+def _time_user_rows_step(config, split: types.Split, repeats: int):
+  """(model, first batch, steps per epoch, seconds per step, flops per
+  step) of a one-example-per-user model (DiffRec, CF-Diff) on `split`."""
+  model = models.get_neural_model(config.model.name)(
+    config.model, split.n_items
+  )
+  if hasattr(model, 'bind'):
+    model = model.bind(split)
+  batch_size = int(config.train.batch_size)
+  plan = batching.BatchPlan(batch_size, seed=0, epochs=1)
+  data = model.train_data(split, plan)
+  index, weights = batching.batch_indices(len(data), batch_size, 0, 0)
+  batch = model.train_batch(data, index, weights)
+  per_epoch = batching.steps_per_epoch(len(data), batch_size)
+  seconds, step_flops = _time_train_step(
+    model, config, batch, repeats, per_epoch
+  )
+  return model, batch, per_epoch, seconds, step_flops
+
+
 def _time_validation(scorer, split: types.Split, chunk: int, repeats: int):
   """Best seconds of one validation pass (train history, top-20)."""
   run = lambda: ranking.rank(
@@ -536,16 +562,10 @@ def bench_diffrec(flops: dict, repeats: int) -> list[dict]:
 
   config = diffrec_config.get_config()
   split, source = _diffrec_split()
-  model = models.get_neural_model('diffrec')(config.model, split.n_items)
-  batch_size = int(config.train.batch_size)
-  plan = batching.BatchPlan(batch_size, seed=0, epochs=1)
-  data = model.train_data(split, plan)
-  index, weights = batching.batch_indices(len(data), batch_size, 0, 0)
-  batch = model.train_batch(data, index, weights)
-  per_epoch = batching.steps_per_epoch(len(data), batch_size)
-  seconds, step_flops = _time_train_step(
-    model, config, batch, repeats, per_epoch
+  model, batch, per_epoch, seconds, step_flops = _time_user_rows_step(
+    config, split, repeats
   )
+  batch_size = int(config.train.batch_size)
   epoch, epoch_floor = seconds * per_epoch, step_flops * per_epoch
   scorer = loop.ModelScorer(model)
   scorer.params = model.init(jax.random.key(0), batch)
@@ -644,6 +664,55 @@ def bench_ddrm(flops: dict, repeats: int) -> list[dict]:
   ]
 
 
+def bench_cfdiff(flops: dict, repeats: int) -> list[dict]:
+  """CF-Diff at its ML-1M settings: one training step (128 users) and one
+  ranking chunk (128 users through 20 reverse steps); an epoch and a
+  validation pass are these times the number of batches. Not in the
+  default list: on a 2-core CPU one chunk takes minutes."""
+  from configs import cfdiff as cfdiff_config
+
+  config = cfdiff_config.get_config()
+  split, source = _diffrec_split()
+  model, batch, per_epoch, seconds, step_flops = _time_user_rows_step(
+    config, split, repeats
+  )
+  batch_size = int(config.train.batch_size)
+  params = model.init(jax.random.key(0), batch)
+  chunk = int(config.eval.chunk_size)
+  one = model.make_batch(split.train, np.arange(min(chunk, split.n_users)))
+  score = jax.jit(model.score)
+  jax.block_until_ready(score(params, one))
+  rank_s = best_time(
+    lambda: jax.block_until_ready(score(params, one)), max(1, repeats // 2)
+  )
+  # The lowered module counts the scan body once: x T steps.
+  score_flops = score.lower(params, one).cost_analysis()['flops']
+  score_flops *= config.model.steps
+  chunks = -(-split.n_users // chunk)
+  return [
+    {
+      'task': f'CF-Diff train step, {source} ({batch_size} users)',
+      'seconds': seconds,
+      'floor_s': step_flops / flops['xla'],
+      'floor/time': step_flops / flops['xla'] / seconds,
+      'note': (
+        f'{step_flops / 1e9:.1f} GFLOP/step; x {per_epoch} steps per epoch ='
+        f' {seconds * per_epoch / 60:.1f} min'
+      ),
+    },
+    {
+      'task': f'CF-Diff ranking chunk, {source} ({chunk} users,'
+      f' {config.model.steps} reverse steps)',
+      'seconds': rank_s,
+      'floor_s': score_flops / flops['xla'],
+      'floor/time': score_flops / flops['xla'] / rank_s,
+      'note': (
+        f'x {chunks} chunks per validation = {rank_s * chunks / 60:.0f} min'
+      ),
+    },
+  ]
+
+
 def _random_train(n_users: int, n_items: int):
   dense = np.random.default_rng(0).random((n_users, n_items)) < 0.03
   return types.Part.from_events(*np.nonzero(dense), n_users).to_csr(n_items)
@@ -705,6 +774,7 @@ def main(argv):
     'ease': bench_ease,
     'ials': bench_ials,
     'ddrm': bench_ddrm,
+    'cfdiff': bench_cfdiff,
   }
   rows = []
   for name in _ONLY.value:

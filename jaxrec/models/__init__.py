@@ -8,6 +8,7 @@ train_data, train_batch, make_batch) that `jaxrec.train.loop` trains.
 
 from jaxrec.models import (
   adrec,
+  cfdiff,
   ddrm,
   diffrec,
   diffurec,
@@ -45,6 +46,7 @@ NEURAL_MODELS: dict[str, type] = {
   'ddrm': ddrm.DDRM,
   'multvae': multvae.MultVAE,
   'giffcf': giffcf.GiffCF,
+  'cfdiff': cfdiff.CFDiff,
 }
 
 LINEAR_MODELS: dict[str, LinearModel] = {}

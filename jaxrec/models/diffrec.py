@@ -285,6 +285,15 @@ class DiffRec(DenseRows):
     t = jnp.zeros(x.shape[0], jnp.int32)
     return self.net.init(rng, x, t, False)['params']
 
+  def denoiser(self, params, batch: dict, train: bool, rng=None):
+    """`(x_t, t) -> output` of the net on this batch (dropout from `rng`
+    when training). CF-Diff also passes the batch's multi-hop rows."""
+    rngs = {'dropout': rng} if train else {}
+    net = self.net
+    return lambda x_t, t: net.apply(
+      {'params': params}, x_t, t, train, rngs=rngs
+    )
+
   def init_extra(self) -> timesteps.LossHistory:
     return timesteps.loss_history(self.config.steps, self.config.history)
 
@@ -299,9 +308,7 @@ class DiffRec(DenseRows):
     c, schedule = self.config, self.schedule
     x0, w = batch['x'], batch['weights']
     k_t, k_noise, k_drop = jax.random.split(rng, 3)
-    denoise = lambda x_t, t: self.net.apply(
-      {'params': params}, x_t, t, True, rngs={'dropout': k_drop}
-    )
+    denoise = self.denoiser(params, batch, True, k_drop)
     per, inv_p, t, _ = diffusion_terms(
       c, schedule, self.betas(), denoise, x0, extra, k_t, k_noise
     )
@@ -318,7 +325,7 @@ class DiffRec(DenseRows):
     batch.
     """
     del rng
-    c = self.config
-    net = self.net
-    denoise = lambda x_t, t: net.apply({'params': params}, x_t, t, False)
-    return reverse(c, self.schedule, denoise, batch['x'], batch['users'])
+    denoise = self.denoiser(params, batch, False)
+    return reverse(
+      self.config, self.schedule, denoise, batch['x'], batch['users']
+    )

@@ -1,0 +1,296 @@
+"""CF-Diff (Hou, Park & Shin, SIGIR 2024, "Collaborative Filtering Based on
+Diffusion Models: Unveiling the Potential of High-Order Connectivity";
+jackfrost168/CF_Diff).
+
+DiffRec's diffusion (the same `GaussianDiffusion`: linear-variance betas
+with the first set to 1e-5, x0 prediction, SNR reweighting, loss-aware
+timesteps, ranking from the clean history along the posterior means) with a
+denoiser, CAM-AE, that also reads each user's multi-hop rows. Facts from
+the official code (`main.py`, `models/CAM_AE_multihops.py`,
+`data_preprocessing/data_preprocessing_item_2nd_hop.py`):
+
+- Multi-hop rows, fixed per user (computed from the train matrix X, never
+  noised): the 2-hop row is c2[u, i] = x[u, i] deg(i) / U (the official
+  builder: the users two hops away through each of u's items, as a share of
+  all users). The 3-hop builder is not published (its output file is); here
+  c3[u, j] = |{v in N2(u) : x[v, j] = 1}| / U, N2(u) the users other than u
+  sharing a train item with u: the same count-over-U reading one hop
+  further. Computed per batch on the host from the sparse X (no users x
+  items matrix is held).
+- CAM-AE (d = 16, 4 heads, 2 layers, k = 512, emb 10): one Linear(I, k)
+  encoder shared by x_t, c2 and c3; x_t's code is dropped out (0.5). Each
+  code is concatenated with Linear(sinusoid(t)) (k + 10 values) and every
+  value becomes a token through a per-hop Linear(1, d). Layer l (shared by
+  both branches): h <- tanh?(W_l dropout(h + r dropout(n(A_l(q, h, h)))))
+  with q the 2-hop tokens and r = 0.15 in the first branch, the 3-hop
+  tokens and r = 0.5 in the second (which starts from the same tokens as the
+  first), tanh between layers only. A_l is torch's MultiheadAttention (in
+  and out projections, attention-weight dropout 0.5); n(.) is torch's
+  `F.normalize` at its default axis 1, which for [B, tokens, d] normalises
+  each channel over the tokens. Then 0.9 h + 0.1 h2 -> Linear(d, 1) ->
+  tanh -> Linear(k + 10, I).
+- Initialisation as torch's: Linear weights and biases U(+-1/sqrt(fan_in)),
+  attention in-projection Xavier-uniform over [3d, d] with zero bias, zero
+  out-projection bias.
+- AdamW lr 1e-4, no weight decay, batch 128; T = 20, noise scale 1e-2, min
+  1e-3, max 1e-2; validation Recall@20 every 5 epochs, stopping 20 epochs
+  after the best. The official loader does not shuffle users; here batches
+  are shuffled per epoch (the trainer's order).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import jax
+import jax.numpy as jnp
+import ml_collections as mlc
+import numpy as np
+import scipy.sparse as sp
+from flax import linen as nn
+
+from jaxrec.data import batching, types
+from jaxrec.diffusion import timesteps
+from jaxrec.models import diffrec
+from jaxrec.nn import dropout as dropout_lib
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class MultiHop:
+  """The train graph, kept sparse, and each user's [2-hop | 3-hop] rows."""
+
+  x: sp.csr_matrix  # binary float64 [U, I]
+  scale: np.ndarray  # float64 [I]: deg(i) / U
+
+  @classmethod
+  def from_part(cls, part: types.Part, n_items: int) -> MultiHop:
+    x = sp.csr_matrix(part.to_csr(n_items), dtype=np.float64)
+    x.sum_duplicates()
+    x.data[:] = 1.0
+    deg = np.asarray(x.sum(0)).ravel()
+    return cls(x, deg / max(x.shape[0], 1))
+
+  def rows(self, users: np.ndarray) -> np.ndarray:
+    """float32[B, 2I]: [c2 | c3] of `users` (module docstring)."""
+    users = np.asarray(users, np.int64)
+    n_users = self.x.shape[0]
+    own = self.x[users].toarray()  # [B, I]
+    c2 = own * self.scale
+    reach = (self.x @ own.T).T > 0  # [B, U]: users sharing an item
+    reach[np.arange(len(users)), users] = False
+    c3 = (self.x.T @ reach.T.astype(np.float64)).T / n_users
+    return np.concatenate([c2, c3], axis=1).astype(np.float32)
+
+
+# kaiming_uniform(a=sqrt(5)): U(+-1/sqrt(fan_in)).
+_TORCH_KERNEL = nn.initializers.variance_scaling(1 / 3, 'fan_in', 'uniform')
+
+
+def _torch_linear(n: int, fan_in: int, bias: bool = True) -> nn.Dense:
+  """torch.nn.Linear's initialisation: U(+-1/sqrt(fan_in)) for both."""
+  bound = 1.0 / math.sqrt(fan_in)
+  uniform = lambda key, shape, dtype=jnp.float32: jax.random.uniform(
+    key, shape, dtype, -bound, bound
+  )
+  return nn.Dense(
+    n,
+    use_bias=bias,
+    kernel_init=_TORCH_KERNEL,
+    bias_init=uniform,
+  )
+
+
+class CrossAttention(nn.Module):
+  """torch.nn.MultiheadAttention(d, heads, dropout) with batch_first:
+  queries [B, Lq, d] attend to keys = values [B, L, d]."""
+
+  d: int
+  heads: int
+  dropout: float
+
+  @nn.compact
+  def __call__(self, q, kv, train: bool):
+    d, h = self.d, self.heads
+    # One [d, 3d] in-projection, Xavier-uniform over torch's [3d, d].
+    bound = math.sqrt(6.0 / (d + 3 * d))
+    w_in = self.param(
+      'in_kernel',
+      lambda k, s: jax.random.uniform(k, s, jnp.float32, -bound, bound),
+      (d, 3 * d),
+    )
+    b_in = self.param('in_bias', nn.initializers.zeros, (3 * d,))
+    wq, wk, wv = jnp.split(w_in, 3, axis=1)
+    bq, bk, bv = jnp.split(b_in, 3)
+    # [B, L, d] -> [B, heads, L, d / heads]
+    split = lambda a: jnp.swapaxes(a.reshape(a.shape[:-1] + (h, d // h)), 1, 2)
+    qh, kh, vh = split(q @ wq + bq), split(kv @ wk + bk), split(kv @ wv + bv)
+    logits = jnp.einsum('bhqc,bhkc->bhqk', qh, kh) / math.sqrt(d // h)
+    weights = _dropout(self.dropout)(jax.nn.softmax(logits, -1), not train)
+    out = jnp.swapaxes(jnp.einsum('bhqk,bhkc->bhqc', weights, vh), 1, 2)
+    out = out.reshape(q.shape)
+    return nn.Dense(  # torch's Linear weight, its bias zeroed by MHA
+      d, kernel_init=_TORCH_KERNEL, bias_init=nn.initializers.zeros
+    )(out)
+
+
+def _dropout(rate: float) -> dropout_lib.Dropout:
+  """Dropout from as few random bits as represent the rate exactly (one
+  bit per mask at 0.5): the attention maps hold 140 M weights per call."""
+  return dropout_lib.Dropout(rate, dropout_lib.exact_bits(1.0 - rate))
+
+
+def _normalize_tokens(a):
+  """torch's F.normalize(a) on [B, L, d]: unit L2 norm over axis 1."""
+  norm = jnp.sqrt(jnp.sum(a * a, axis=1, keepdims=True))
+  return a / jnp.maximum(norm, 1e-12)
+
+
+class CamAE(nn.Module):
+  """f(x_t, [c2 | c3], t) -> [B, I] (the module docstring)."""
+
+  n_items: int
+  d_model: int = 16
+  heads: int = 4
+  layers: int = 2
+  hidden: int = 512
+  emb_size: int = 10
+  dropout: float = 0.5
+  attn_dropout: float = 0.5
+  residuals: tuple[float, float] = (0.15, 0.5)
+  mix: float = 0.9
+  norm: bool = False
+
+  @nn.compact
+  def __call__(self, x, hops, t, train: bool):
+    n, k = self.n_items, self.hidden
+    encoder = _torch_linear(k, n)
+    code = encoder(x)
+    code2, code3 = encoder(hops[..., :n]), encoder(hops[..., n:])
+    emb = timesteps.sinusoidal_embedding(t, self.emb_size)
+    emb = _torch_linear(self.emb_size, self.emb_size)(emb)
+    if self.norm:
+      code = code / jnp.maximum(
+        jnp.linalg.norm(code, axis=-1, keepdims=True), 1e-12
+      )
+    code = _dropout(self.dropout)(code, not train)
+
+    def tokens(c):  # [B, k] -> [B, k + emb, d]
+      v = jnp.concatenate(
+        [c, jnp.broadcast_to(emb, c.shape[:-1] + emb.shape[-1:])], -1
+      )
+      return _torch_linear(self.d_model, 1)(v[..., None])
+
+    h0, q2, q3 = tokens(code), tokens(code2), tokens(code3)
+    attns = [
+      CrossAttention(self.d_model, self.heads, self.attn_dropout)
+      for _ in range(self.layers)
+    ]
+    feeds = [
+      _torch_linear(self.d_model, self.d_model) for _ in range(self.layers)
+    ]
+    drop = lambda a, rate: _dropout(rate)(a, not train)
+
+    def branch(h, q, r):
+      for i in range(self.layers):
+        a = drop(_normalize_tokens(attns[i](q, h, train)), 0.5)
+        h = feeds[i](drop(h + r * a, self.dropout))
+        if i != self.layers - 1:
+          h = jnp.tanh(h)
+      return h
+
+    h = self.mix * branch(h0, q2, self.residuals[0]) + (1 - self.mix) * branch(
+      h0, q3, self.residuals[1]
+    )
+    h = jnp.tanh(_torch_linear(1, self.d_model)(h)[..., 0])
+    return _torch_linear(n, k + self.emb_size)(h)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class CFDiff(diffrec.DiffRec):
+  """The trainer's model surface: DiffRec's, with the multi-hop rows of
+  each batch's users (`bind` keeps the train graph).
+
+  Attributes:
+    config: `config.model`: DiffRec's diffusion keys and d_model, heads,
+      layers, hidden, emb_size, dropout, attn_dropout, residuals, mix, norm.
+    n_items: items.
+    hops: the train graph, set by `bind`.
+  """
+
+  hops: MultiHop | None = None
+
+  def __post_init__(self):
+    super().__post_init__()
+    check_config(self.config)
+
+  def bind(self, split: types.Split) -> CFDiff:
+    return dataclasses.replace(
+      self, hops=MultiHop.from_part(split.train, self.n_items)
+    )
+
+  @property
+  def net(self) -> CamAE:
+    c = self.config
+    return CamAE(
+      self.n_items,
+      c.d_model,
+      c.heads,
+      c.layers,
+      c.hidden,
+      c.emb_size,
+      c.dropout,
+      c.attn_dropout,
+      tuple(c.residuals),
+      c.mix,
+      c.norm,
+    )
+
+  def _hops(self, users) -> np.ndarray:
+    if self.hops is None:
+      raise ValueError('CF-Diff needs the train graph: call bind(split)')
+    return self.hops.rows(users)
+
+  # Host side ----------------------------------------------------------------
+
+  def train_batch(self, data: diffrec.UserRows, index, weights) -> dict:
+    return {
+      'x': batching.dense_rows(data.part, index, self.n_items),
+      'hops': self._hops(index),
+      'weights': weights,
+    }
+
+  def make_batch(self, history: types.Part, users: np.ndarray) -> dict:
+    """The users' history rows, their multi-hop rows from the train graph
+    and their ids (which key the ranking noise)."""
+    return {
+      **diffrec.DiffRec.make_batch(self, history, users),
+      'hops': self._hops(users),
+    }
+
+  # Pure functions -------------------------------------------------------------
+
+  def init(self, rng: jax.Array, batch: dict):
+    x = batch['x']
+    t = jnp.zeros(x.shape[0], jnp.int32)
+    return self.net.init(rng, x, batch['hops'], t, False)['params']
+
+  def denoiser(self, params, batch: dict, train: bool, rng=None):
+    rngs = {'dropout': rng} if train else {}
+    net, hops = self.net, batch['hops']
+    return lambda x_t, t: net.apply(
+      {'params': params}, x_t, hops, t, train, rngs=rngs
+    )
+
+
+def check_config(c: mlc.ConfigDict) -> None:
+  """Refuses CAM-AE widths it cannot build, naming the key."""
+  if c.d_model % c.heads:
+    raise ValueError(
+      f'model.d_model={c.d_model} is not a multiple of model.heads={c.heads}'
+    )
+  if len(c.residuals) != 2:
+    raise ValueError(
+      f'model.residuals={tuple(c.residuals)}: one weight per branch (2-hop,'
+      ' 3-hop)'
+    )
