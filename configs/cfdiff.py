@@ -50,6 +50,7 @@ def get_config(arg: str | None = None) -> mlc.ConfigDict:
       'residuals': (0.15, 0.5),  # 2-hop branch, 3-hop branch
       'mix': 0.9,  # weight of the 2-hop branch
       'norm': False,
+      'attn_block': 4,  # examples per attention block (speed only)
       **diffrec.diffusion(20, 0.01, 0.001, 0.01),
     }
   )

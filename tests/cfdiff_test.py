@@ -93,6 +93,10 @@ def test_cam_ae_matches_numpy(split):
   got = model.net.apply({'params': params}, x, batch['hops'], t, False)
   want = _np_cam_ae(params, x, batch['hops'].astype(np.float64), t, c, n)
   np.testing.assert_allclose(got, want, rtol=2e-4, atol=2e-5)
+  # Attention in blocks of 5 examples (6 = one padded block) is the same.
+  net5 = _model(split, attn_block=5).net
+  got5 = net5.apply({'params': params}, x, batch['hops'], t, False)
+  np.testing.assert_allclose(got5, got, rtol=1e-5, atol=1e-6)
 
 
 def test_ranking_ignores_batch_companions_and_jit(split):

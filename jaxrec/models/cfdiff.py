@@ -101,6 +101,36 @@ def _torch_linear(n: int, fan_in: int, bias: bool = True) -> nn.Dense:
   )
 
 
+def _blocked_attention(qh, kh, vh, rate, key, block: int):
+  """softmax(q k^T / sqrt(c)) v on [B, heads, L, c], `block` examples at a
+  time (lax.map; each block recomputed in the backward pass), with dropout
+  at `rate` on the weights when `key` is given.
+
+  The maps are [B, heads, L, L]: 140 M floats at CF-Diff's B = 128, L =
+  522. Blocks of a few examples stay in cache: on a CPU core the forward
+  pass ran about 10x faster and the gradient about 2.5x than with the
+  whole batch at once.
+  """
+  b = qh.shape[0]
+  blocks = -(-b // block)
+  pad = lambda a: jnp.pad(a, [(0, blocks * block - b)] + [(0, 0)] * 3)
+  split = lambda a: pad(a).reshape((blocks, block) + a.shape[1:])
+  keys = jax.random.split(jax.random.key(0) if key is None else key, blocks)
+
+  @jax.checkpoint
+  def attend(args):
+    q, k, v, kb = args
+    logits = jnp.einsum('bhqc,bhkc->bhqk', q, k) / math.sqrt(q.shape[-1])
+    weights = jax.nn.softmax(logits, -1)
+    if key is not None:
+      bits = dropout_lib.exact_bits(1.0 - rate)
+      weights = dropout_lib.apply(weights, rate, kb, False, bits)
+    return jnp.einsum('bhqk,bhkc->bhqc', weights, v)
+
+  out = jax.lax.map(attend, (split(qh), split(kh), split(vh), keys))
+  return out.reshape((blocks * block,) + qh.shape[1:])[:b]
+
+
 class CrossAttention(nn.Module):
   """torch.nn.MultiheadAttention(d, heads, dropout) with batch_first:
   queries [B, Lq, d] attend to keys = values [B, L, d]."""
@@ -108,6 +138,7 @@ class CrossAttention(nn.Module):
   d: int
   heads: int
   dropout: float
+  block: int = 4  # examples per attention block
 
   @nn.compact
   def __call__(self, q, kv, train: bool):
@@ -125,10 +156,10 @@ class CrossAttention(nn.Module):
     # [B, L, d] -> [B, heads, L, d / heads]
     split = lambda a: jnp.swapaxes(a.reshape(a.shape[:-1] + (h, d // h)), 1, 2)
     qh, kh, vh = split(q @ wq + bq), split(kv @ wk + bk), split(kv @ wv + bv)
-    logits = jnp.einsum('bhqc,bhkc->bhqk', qh, kh) / math.sqrt(d // h)
-    weights = _dropout(self.dropout)(jax.nn.softmax(logits, -1), not train)
-    out = jnp.swapaxes(jnp.einsum('bhqk,bhkc->bhqc', weights, vh), 1, 2)
-    out = out.reshape(q.shape)
+    drop = train and self.dropout > 0
+    key = self.make_rng('dropout') if drop else None
+    out = _blocked_attention(qh, kh, vh, self.dropout, key, self.block)
+    out = jnp.swapaxes(out, 1, 2).reshape(q.shape)
     return nn.Dense(  # torch's Linear weight, its bias zeroed by MHA
       d, kernel_init=_TORCH_KERNEL, bias_init=nn.initializers.zeros
     )(out)
@@ -160,6 +191,7 @@ class CamAE(nn.Module):
   residuals: tuple[float, float] = (0.15, 0.5)
   mix: float = 0.9
   norm: bool = False
+  attn_block: int = 4
 
   @nn.compact
   def __call__(self, x, hops, t, train: bool):
@@ -183,7 +215,9 @@ class CamAE(nn.Module):
 
     h0, q2, q3 = tokens(code), tokens(code2), tokens(code3)
     attns = [
-      CrossAttention(self.d_model, self.heads, self.attn_dropout)
+      CrossAttention(
+        self.d_model, self.heads, self.attn_dropout, self.attn_block
+      )
       for _ in range(self.layers)
     ]
     feeds = [
@@ -244,6 +278,7 @@ class CFDiff(diffrec.DiffRec):
       tuple(c.residuals),
       c.mix,
       c.norm,
+      c.attn_block,
     )
 
   def _hops(self, users) -> np.ndarray:
