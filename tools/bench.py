@@ -55,6 +55,7 @@ Rows:
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import jax
@@ -270,13 +271,18 @@ def bench_sasrec(flops: dict, repeats: int) -> list[dict]:
   ]
 
 
-def _time_train_step(model, config, batch, repeats: int, steps_per_epoch=1):
-  """(seconds per step, flops per step) of the jitted train step."""
+def _train_step(model, config, batch, steps_per_epoch=1):
+  """(jitted train step, initial state, rng) of `model` on `batch`."""
   tx = optim.make(config.optim, 1000, steps_per_epoch)
   params = model.init(jax.random.key(0), batch)
   state = loop.new_state(model, params, tx)
   step = jax.jit(loop._make_train_step(model, tx), donate_argnums=0)
-  rng = jax.random.key(1)
+  return step, state, jax.random.key(1)
+
+
+def _time_train_step(model, config, batch, repeats: int, steps_per_epoch=1):
+  """(seconds per step, flops per step) of the jitted train step."""
+  step, state, rng = _train_step(model, config, batch, steps_per_epoch)
   flops = step.lower(state, batch, rng).compile().cost_analysis()['flops']
   holder = {'state': state}
 
@@ -673,7 +679,7 @@ def bench_cfdiff(flops: dict, repeats: int) -> list[dict]:
 
   config = cfdiff_config.get_config()
   split, source = _diffrec_split()
-  model, batch, per_epoch, seconds, step_flops = _time_user_rows_step(
+  model, batch, per_epoch, seconds, _ = _time_user_rows_step(
     config, split, repeats
   )
   batch_size = int(config.train.batch_size)
@@ -685,9 +691,15 @@ def bench_cfdiff(flops: dict, repeats: int) -> list[dict]:
   rank_s = best_time(
     lambda: jax.block_until_ready(score(params, one)), max(1, repeats // 2)
   )
-  # The lowered module counts the scan body once: x T steps.
-  score_flops = score.lower(params, one).cost_analysis()['flops']
-  score_flops *= config.model.steps
+  # XLA's cost analysis counts a loop body once: the flops come from the
+  # same model with one attention block per batch (x T reverse steps).
+  whole = config.model.copy_and_resolve_references()
+  whole.attn_block = max(batch_size, chunk)
+  whole = dataclasses.replace(model, config=whole)
+  step, state, rng = _train_step(whole, config, batch)
+  step_flops = step.lower(state, batch, rng).cost_analysis()['flops']
+  score_flops = jax.jit(whole.score).lower(params, one).cost_analysis()
+  score_flops = score_flops['flops'] * config.model.steps
   chunks = -(-split.n_users // chunk)
   return [
     {
