@@ -90,12 +90,12 @@ def test_cam_ae_matches_numpy(split):
     0
   ).normal(size=batch['x'].shape)
   t = np.array([0, 1, 4, 2, 3, 0])
-  got = model.net.apply({'params': params}, x, batch['hops'], t, False)
+  got = model.net.apply({'params': params}, x, t, False, batch['hops'])
   want = _np_cam_ae(params, x, batch['hops'].astype(np.float64), t, c, n)
   np.testing.assert_allclose(got, want, rtol=2e-4, atol=2e-5)
   # Attention in blocks of 5 examples (6 = one padded block) is the same.
   net5 = _model(split, attn_block=5).net
-  got5 = net5.apply({'params': params}, x, batch['hops'], t, False)
+  got5 = net5.apply({'params': params}, x, t, False, batch['hops'])
   np.testing.assert_allclose(got5, got, rtol=1e-5, atol=1e-6)
 
 

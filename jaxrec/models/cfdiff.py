@@ -50,7 +50,7 @@ import numpy as np
 import scipy.sparse as sp
 from flax import linen as nn
 
-from jaxrec.data import batching, types
+from jaxrec.data import types
 from jaxrec.diffusion import timesteps
 from jaxrec.models import diffrec
 from jaxrec.nn import dropout as dropout_lib
@@ -173,7 +173,7 @@ def _normalize_tokens(a):
 
 
 class CamAE(nn.Module):
-  """f(x_t, [c2 | c3], t) -> [B, I] (the module docstring)."""
+  """f(x_t, t, train, [c2 | c3]) -> [B, I] (the module docstring)."""
 
   n_items: int
   d_model: int = 16
@@ -189,7 +189,7 @@ class CamAE(nn.Module):
   attn_block: int = 4
 
   @nn.compact
-  def __call__(self, x, hops, t, train: bool):
+  def __call__(self, x, t, train: bool, hops):
     n, k = self.n_items, self.hidden
     encoder = _torch_linear(k, n)
     code = encoder(x)
@@ -285,9 +285,8 @@ class CFDiff(diffrec.DiffRec):
 
   def train_batch(self, data: diffrec.UserRows, index, weights) -> dict:
     return {
-      'x': batching.dense_rows(data.part, index, self.n_items),
+      **diffrec.DenseRows.train_batch(self, data, index, weights),
       'hops': self._hops(index),
-      'weights': weights,
     }
 
   def make_batch(self, history: types.Part, users: np.ndarray) -> dict:
@@ -298,19 +297,8 @@ class CFDiff(diffrec.DiffRec):
       'hops': self._hops(users),
     }
 
-  # Pure functions -------------------------------------------------------------
-
-  def init(self, rng: jax.Array, batch: dict):
-    x = batch['x']
-    t = jnp.zeros(x.shape[0], jnp.int32)
-    return self.net.init(rng, x, batch['hops'], t, False)['params']
-
-  def denoiser(self, params, batch: dict, train: bool, rng=None):
-    rngs = {'dropout': rng} if train else {}
-    net, hops = self.net, batch['hops']
-    return lambda x_t, t: net.apply(
-      {'params': params}, x_t, hops, t, train, rngs=rngs
-    )
+  def net_inputs(self, batch: dict) -> tuple:
+    return (batch['hops'],)
 
 
 def check_config(c: mlc.ConfigDict) -> None:

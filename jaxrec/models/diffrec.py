@@ -283,15 +283,21 @@ class DiffRec(DenseRows):
   def init(self, rng: jax.Array, batch: dict):
     x = batch['x']
     t = jnp.zeros(x.shape[0], jnp.int32)
-    return self.net.init(rng, x, t, False)['params']
+    return self.net.init(rng, x, t, False, *self.net_inputs(batch))['params']
+
+  def net_inputs(self, batch: dict) -> tuple:
+    """The net's inputs after (x_t, t, train): none here; CF-Diff's
+    multi-hop rows."""
+    del batch
+    return ()
 
   def denoiser(self, params, batch: dict, train: bool, rng=None):
     """`(x_t, t) -> output` of the net on this batch (dropout from `rng`
-    when training). CF-Diff also passes the batch's multi-hop rows."""
+    when training)."""
     rngs = {'dropout': rng} if train else {}
-    net = self.net
+    net, extra = self.net, self.net_inputs(batch)
     return lambda x_t, t: net.apply(
-      {'params': params}, x_t, t, train, rngs=rngs
+      {'params': params}, x_t, t, train, *extra, rngs=rngs
     )
 
   def init_extra(self) -> timesteps.LossHistory:
