@@ -44,16 +44,19 @@ def csv_table(rows: Sequence[dict], columns: Sequence[str]) -> str:
 
 
 def _results(workdir: pathlib.Path) -> list[dict]:
-  """The finished run records under `workdir`: its own results.json, or
+  """The tested run records under `workdir`: its own results.json, or
   those of its seed<k>/ subfolders (a seeds run, finished or not)."""
   own = workdir / 'results.json'
   if own.exists():
-    return [json.loads(own.read_text())]
-  seeds = sorted(
-    workdir.glob('seed*/results.json'),
-    key=lambda p: int(p.parent.name[len('seed') :]),
-  )
-  return [json.loads(p.read_text()) for p in seeds]
+    paths = [own]
+  else:
+    paths = sorted(
+      workdir.glob('seed*/results.json'),
+      key=lambda p: int(p.parent.name[len('seed') :]),
+    )
+  runs = [json.loads(p.read_text()) for p in paths]
+  # A sweep point that was not chosen is never tested: not a result.
+  return [r for r in runs if 'test' in r]
 
 
 def run_row(workdir: str | pathlib.Path, metrics: Sequence[str]) -> dict:

@@ -40,6 +40,19 @@ def summarize(values: Sequence[float], confidence: float = 0.95) -> dict:
   }
 
 
+def seed_config(
+  config: mlc.ConfigDict, root: pathlib.Path, seed: int
+) -> mlc.ConfigDict:
+  """The config of seed `seed` of a seeds run in `root`."""
+  c = mlc.ConfigDict(config.to_dict())
+  c.seed = int(seed)
+  if c.get('pretrain') is not None and c.pretrain.get('config'):
+    # One pre-training stage for every seed (its own seed stays fixed), as
+    # the official ADRec code loads one pretrained file for all runs.
+    c.pretrain.workdir = str((pathlib.Path(root) / 'pretrain').resolve())
+  return c
+
+
 def run_seeds(
   config: mlc.ConfigDict, root: str | pathlib.Path, seeds: Sequence[int]
 ) -> dict:
@@ -49,12 +62,7 @@ def run_seeds(
   root = pathlib.Path(root)
   runs = {}
   for seed in seeds:
-    c = mlc.ConfigDict(config.to_dict())
-    c.seed = int(seed)
-    if c.get('pretrain') is not None and c.pretrain.get('config'):
-      # One pre-training stage for every seed (its own seed stays fixed),
-      # as the official ADRec code loads one pretrained file for all runs.
-      c.pretrain.workdir = str((root / 'pretrain').resolve())
+    c = seed_config(config, root, seed)
     workdir = root / f'seed{seed}'
     if 'train' in c:
       runs[seed] = loop.train_and_evaluate(c, workdir)

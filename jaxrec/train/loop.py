@@ -474,6 +474,7 @@ def train_and_evaluate(
   workdir: str | pathlib.Path,
   fresh: bool = False,
   split: types.Split | None = None,
+  test: bool = True,
 ) -> dict:
   """Trains `config.model` on `config.dataset`; returns results.json's dict.
 
@@ -483,6 +484,9 @@ def train_and_evaluate(
       checkpoints/, results.json.
     fresh: move an existing run with a different config aside.
     split: use this split instead of loading `config.dataset` (tests).
+    test: rank test on the selected state. False stops after selection (a
+      sweep point that may never be chosen): results.json then has no
+      'test', and a later call with `test=True` only runs the test.
   """
   start = time.time()
   # Taken now: the code that runs is the code of the start, not of the end.
@@ -496,7 +500,7 @@ def train_and_evaluate(
   results_path = workdir / 'results.json'
   if results_path.exists():
     done = json.loads(results_path.read_text())
-    if 'test' in done:
+    if 'test' in done or not test:
       logging.info('%s is complete; returning its results', workdir)
       return done
 
@@ -671,8 +675,10 @@ def train_and_evaluate(
       f'best checkpoint holds step {int(best_state.step)}, but validation'
       f' selected step {best_tag}'
     )
-  scorer.params = jax.device_put(best_state.params, eval_device)
-  test = protocol.final_test(scorer, best_tag)
+  tested = None
+  if test:
+    scorer.params = jax.device_put(best_state.params, eval_device)
+    tested = protocol.final_test(scorer, best_tag)
   ckpts.close()
   results = protocol.record()
   results.update(
@@ -702,7 +708,12 @@ def train_and_evaluate(
     environment=environment,
   )
   record.write_json(results_path, results)
-  logging.info(
-    'test at step %d: %s', best_tag, json.dumps(test.metrics, sort_keys=True)
-  )
+  if tested is None:
+    logging.info('selected step %d; test not run', best_tag)
+  else:
+    logging.info(
+      'test at step %d: %s',
+      best_tag,
+      json.dumps(tested.metrics, sort_keys=True),
+    )
   return results
