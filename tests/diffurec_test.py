@@ -199,6 +199,15 @@ def test_packed_loss_equals_the_padded_loss(monkeypatch):
   a, _ = model.loss(params, packed, rng, 0)
   b, _ = model.loss(params, padded, rng, 0)
   np.testing.assert_allclose(a, b, rtol=1e-5)
+  # And the gradients: the final block's queries at each example's last
+  # item, against its own row's keys, train what the padded rows do.
+  grad = lambda batch: jax.grad(lambda p: model.loss(p, batch, rng, 0)[0])
+  ga, gb = grad(packed)(params), grad(padded)(params)
+  jax.tree.map(
+    lambda x, y: np.testing.assert_allclose(x, y, rtol=2e-4, atol=1e-6),
+    ga,
+    gb,
+  )
   # The conditioning reaches each example's own positions: a larger lambda
   # changes the loss, identically in both layouts.
   big = _model(pack=True, lambda_uncertainty=0.5)
