@@ -285,3 +285,19 @@ def test_stages_freeze_named_parameters_for_their_epochs(tmp_path):
   )
   with pytest.raises(KeyError, match="no parameter path starts with 'itm'"):
     loop.frozen_schedule(({'epochs': 1, 'frozen': ('itm',)},), init, 6)
+
+
+def test_early_stop_waits_for_min_epochs(tmp_path):
+  # lr 0: validation never improves after the first, so patience 1 stops at
+  # the second validation, unless train.min_epochs holds the run longer.
+  c = _config(steps=60, eval_every=3, patience=1)
+  c.optim.lr = 0.0
+  first = loop.train_and_evaluate(c, tmp_path / 'a')
+  assert first['stopped_early'] and first['train_steps_total'] == 6
+  per_epoch = first['steps_per_epoch']
+  c.train.min_epochs = -(-10 // per_epoch)  # at least 10 steps
+  floor = c.train.min_epochs * per_epoch
+  held = loop.train_and_evaluate(c, tmp_path / 'b')
+  assert held['stopped_early']
+  assert held['train_steps_total'] == -(-floor // 3) * 3  # next validation
+  assert held['selected_step'] == 3
