@@ -4,7 +4,8 @@ r"""One Markdown table of finished runs: mean +- std over their seeds.
     runs/sasrec-adrec-beauty-seeds runs/diffurec-adrec-beauty-seeds
 
 Each argument is a run's workdir or an `experiments.seeds` root (its
-finished seed<k>/ runs are summarized, also while later seeds still run).
+finished seed<k>/ runs are summarized, also while later seeds still run),
+or the chosen point's folder of an `experiments.sweep` (column 'tuned').
 """
 
 from absl import app, flags
@@ -18,7 +19,9 @@ _METRICS = flags.DEFINE_list(
 
 def main(argv):
   rows = [report.run_row(w, _METRICS.value) for w in argv[1:]]
-  columns = ('model', 'dataset', 'seeds', 'quirks', *_METRICS.value)
+  # 'tuned': the point an experiments.sweep chose, for its rows.
+  tuned = ('tuned',) if any('tuned' in r for r in rows) else ()
+  columns = ('model', 'dataset', 'seeds', 'quirks', *tuned, *_METRICS.value)
   print(report.markdown_table(rows, columns))
 
 

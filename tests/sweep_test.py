@@ -86,7 +86,7 @@ def test_a_tiny_sweep_tests_only_the_chosen_point(tmp_path):
   saved = json.loads((tmp_path / 'sweep.json').read_text())
   assert saved['chosen'] == out['chosen'] and len(saved['points']) == 2
   row = report.run_row(tmp_path / out['chosen'], ['ndcg@10'])
-  assert row['seeds'] == '0,1'
+  assert row['seeds'] == '0,1' and row['tuned'] == out['chosen']
   other = next(p['tag'] for p in out['points'] if p['tag'] != out['chosen'])
   with pytest.raises(FileNotFoundError):
     report.run_row(tmp_path / other, ['ndcg@10'])

@@ -81,6 +81,9 @@ def run_row(workdir: str | pathlib.Path, metrics: Sequence[str]) -> dict:
   quirks = runs[0].get('quirks') or {}
   on = [f'{k}={v}' for k, v in quirks.items() if v not in (False, 'key')]
   row['quirks'] = ' '.join(on) or 'none'
+  sweep = workdir.parent / 'sweep.json'
+  if sweep.exists() and json.loads(sweep.read_text())['chosen'] == workdir.name:
+    row['tuned'] = workdir.name  # the grid point validation chose
   for name in metrics:
     values = [r['test']['metrics'].get(name) for r in runs]
     if any(v is None for v in values):
