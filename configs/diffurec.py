@@ -16,10 +16,11 @@ Quirk flags (defaults correct; set both to reproduce the official code):
 code also averages metrics per batch and selects on any metric improving;
 jaxrec averages per user and selects on `eval.select`.
 
-Time on a 2-core CPU (tools/bench.py, 2026-12-02): train step 0.5 s on
-packed rows, 2.5 min per epoch; one validation pass through 32 reverse
-steps for 22,363 users about 1 min (rows trimmed to each user's history,
-`ranking.length_groups`). 20 epochs between validations: about 50 min with
+Time on a 2-core CPU (tools/bench.py, 2026-12-02): train step 0.24-0.5 s
+on packed rows (the machine's matmul rate varied 2x between sessions),
+1-2.5 min per epoch; one validation pass through 32 reverse steps for
+22,363 users about 30 s (rows trimmed to each user's history,
+`ranking.length_groups`). 20 epochs between validations: 25-50 min with
 both cores. The latest state is also saved every `checkpoint_minutes`.
 """
 
@@ -68,6 +69,11 @@ def get_config(arg: str | None = None) -> mlc.ConfigDict:
       'distributed': False,
     }
   )
+  # Users per ranking chunk at the longest history (shorter ones get up to
+  # 8x more, `ranking.length_groups`). Small chunks keep the approximator's
+  # [rows, 4d] activations in cache: a full Beauty validation pass took 27 s
+  # at 64 against 40 s at 512 (2 cores; tools/bench.py diffurec_eval).
+  c.eval.chunk_size = 64
   if a.tiny:
     c.max_users = 96
     c.model.update(max_len=8, dim=16, blocks=1, heads=2, steps=4)

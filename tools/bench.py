@@ -26,10 +26,11 @@ Rows:
           takes about 4.5 s per step on a 2-core CPU (REFERENCE.md).
   diffurec_eval  DiffuRec validation ranking (32 reverse steps through the
           4-block approximator, then top-20 over 12,101 items) for
-          --eval_users users (a seeded sample of Beauty's users when its
-          file is found, else random histories), projected to Beauty's
-          22,363. Ranking trims each user's rows to the length its history
-          needs (`ranking.length_groups`) and the final block computes the
+          --eval_users users (default all of Beauty's 22,363, at the
+          config's `eval.chunk_size`; a seeded sample of its users when
+          fewer, else random histories), projected to 22,363. Ranking
+          trims each user's rows to the length its history needs
+          (`ranking.length_groups`) and the final block computes the
           last query only. floor = the flops of that work (32 x each
           group's approximator call, from XLA's cost analysis, which counts
           a scan body once, plus the scoring matmul); the note also gives
@@ -95,7 +96,7 @@ _CHUNK = flags.DEFINE_integer(
 )
 _REPEATS = flags.DEFINE_integer('repeats', 5, 'Timed repeats; best is kept.')
 _EVAL_USERS = flags.DEFINE_integer(
-  'eval_users', 1024, 'Users ranked by the diffurec_eval row.'
+  'eval_users', 22363, 'Users ranked by the diffurec_eval row.'
 )
 # ADRec's Beauty file (adrec-beauty): 10,553 users, 6,086 items.
 _ADREC_USERS = flags.DEFINE_integer('adrec_users', 10553, 'ADRec rows: users.')
@@ -371,8 +372,8 @@ def bench_diffurec_eval(flops: dict, repeats: int) -> list[dict]:
   from configs import diffurec as diffurec_config
 
   n_items, n_users = _ITEMS.value, _EVAL_USERS.value
-  chunk = min(256, n_users)
   config = diffurec_config.get_config('dataset=beauty')
+  chunk = min(config.eval.chunk_size, n_users)  # what validation runs
   model = models.get_neural_model('diffurec')(config.model, n_items)
   history, truth, source = _eval_histories(n_items, n_users)
   scorer = loop.ModelScorer(model)
