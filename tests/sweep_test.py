@@ -97,3 +97,22 @@ def test_linear_configs_are_refused():
     sweep.run_sweep(
       ease_config.get_config('dataset=synthetic,tiny'), '/nonexistent', {}
     )
+
+
+def test_points_share_a_pretraining_stage_the_grid_leaves_alone(tmp_path):
+  from configs import adrec as adrec_config
+
+  c = adrec_config.get_config('dataset=synthetic-seq,tiny')
+  c.train.update(steps=2, eval_every=2)
+  c.pretrain.config.train.update(steps=2, eval_every=2)
+  grid = sweep.parse_grid(['model.dropout=0.0,0.1'])
+  out = sweep.run_sweep(c, tmp_path, grid, seeds=[0])
+  assert (tmp_path / 'pretrain' / 'results.json').exists()
+  for p in out['points']:
+    assert not (tmp_path / p['tag'] / 'pretrain').exists()
+    saved = json.loads(
+      (tmp_path / p['tag'] / 'seed0' / 'config.json').read_text()
+    )
+    assert saved['pretrain']['workdir'] == str(
+      (tmp_path / 'pretrain').resolve()
+    )

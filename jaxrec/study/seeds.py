@@ -41,28 +41,40 @@ def summarize(values: Sequence[float], confidence: float = 0.95) -> dict:
 
 
 def seed_config(
-  config: mlc.ConfigDict, root: pathlib.Path, seed: int
+  config: mlc.ConfigDict,
+  root: pathlib.Path,
+  seed: int,
+  pretrain_root: pathlib.Path | None = None,
 ) -> mlc.ConfigDict:
-  """The config of seed `seed` of a seeds run in `root`."""
+  """The config of seed `seed` of a seeds run in `root`; its pre-training
+  stage, if any, in `<pretrain_root or root>/pretrain`."""
   c = mlc.ConfigDict(config.to_dict())
   c.seed = int(seed)
   if c.get('pretrain') is not None and c.pretrain.get('config'):
     # One pre-training stage for every seed (its own seed stays fixed), as
     # the official ADRec code loads one pretrained file for all runs.
-    c.pretrain.workdir = str((pathlib.Path(root) / 'pretrain').resolve())
+    shared = pathlib.Path(pretrain_root or root) / 'pretrain'
+    c.pretrain.workdir = str(shared.resolve())
   return c
 
 
 def run_seeds(
-  config: mlc.ConfigDict, root: str | pathlib.Path, seeds: Sequence[int]
+  config: mlc.ConfigDict,
+  root: str | pathlib.Path,
+  seeds: Sequence[int],
+  pretrain_root: str | pathlib.Path | None = None,
 ) -> dict:
-  """Runs `config` once per seed under `root`; writes and returns seeds.json."""
+  """Runs `config` once per seed under `root`; writes and returns seeds.json.
+
+  The seeds share one pre-training stage (a config with `pretrain`), in
+  `<pretrain_root or root>/pretrain`.
+  """
   from jaxrec.train import fit_linear, loop  # heavy imports, on demand
 
   root = pathlib.Path(root)
   runs = {}
   for seed in seeds:
-    c = seed_config(config, root, seed)
+    c = seed_config(config, root, seed, pretrain_root)
     workdir = root / f'seed{seed}'
     if 'train' in c:
       runs[seed] = loop.train_and_evaluate(c, workdir)

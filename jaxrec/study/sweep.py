@@ -8,6 +8,8 @@ first in grid order on a tie) is then run over all seeds by
 `seeds.run_seeds` in its own folder, so its first seed's run is reused and
 only tested. `<root>/sweep.json` records the grid, each point's validation
 and the choice; `<root>/<tag>/seeds.json` the chosen point's test figures.
+A pre-training stage (ADRec's `config.pretrain`) is trained once for the
+whole sweep, in `<root>/pretrain`, unless the grid sets `pretrain.*` keys.
 
 Linear models search their own grid inside one fit (`config.grid`,
 `jaxrec.train.fit_linear`); this is the neural models' counterpart.
@@ -119,12 +121,18 @@ def run_sweep(
     raise ValueError('empty grid: pass at least one key=values spec')
   root = pathlib.Path(root)
   first = int(seeds[0])
+  # A pre-training stage the grid does not touch is trained once for all
+  # points (in <root>/pretrain), else once per point.
+  shared = not any(k.startswith('pretrain.') for k in grid)
+  pretrain_root = lambda name: root if shared else root / name
   rows = []
   for point in points(grid):
     name = tag(point)
     # The config that seed's run of `run_seeds` will have, so that the
     # chosen point's run is resumed (and only tested) there.
-    c = seeds_lib.seed_config(apply_point(config, point), root / name, first)
+    c = seeds_lib.seed_config(
+      apply_point(config, point), root / name, first, pretrain_root(name)
+    )
     done = loop.train_and_evaluate(c, root / name / f'seed{first}', test=False)
     rows.append(
       {
@@ -148,6 +156,8 @@ def run_sweep(
   # Written before the seeds run, so the choice is on record while they do.
   record.write_json(root / 'sweep.json', out)
   chosen_config = apply_point(config, chosen['point'])
-  out['seeds'] = seeds_lib.run_seeds(chosen_config, root / chosen['tag'], seeds)
+  out['seeds'] = seeds_lib.run_seeds(
+    chosen_config, root / chosen['tag'], seeds, pretrain_root(chosen['tag'])
+  )
   record.write_json(root / 'sweep.json', out)
   return out
