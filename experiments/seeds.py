@@ -4,7 +4,8 @@ r"""Repeats one experiment over seeds and prints mean +- std and 95 % CI.
     --workdir=runs/sasrec-adrec-beauty-seeds --seeds=0,1,2
 
 Each seed runs (and resumes) in <workdir>/seed<k>; <workdir>/seeds.json
-holds the per-seed test metrics and their summary.
+holds the per-seed test metrics and their summary. The same command started
+in several processes (one per core, say) shares the seeds between them.
 """
 
 from absl import app, flags

@@ -7,7 +7,8 @@ r"""Tunes a neural config on validation over a grid; tests the choice.
 Each point trains at the first seed in <workdir>/<point>/seed<k> and is
 selected on validation (`eval.select`); test is never ranked for a point
 that is not chosen. The best point is then run over --seeds (its first
-seed's run is reused and only tested). Re-running resumes every run.
+seed's run is reused and only tested). Re-running resumes every run; the
+same command started in several processes shares the points and seeds.
 `python -m experiments.table <workdir>/<chosen point>` gives its table row.
 """
 

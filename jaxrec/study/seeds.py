@@ -10,12 +10,15 @@ interval of the mean, and keeps each seed's value. Neural configs (with a
 
 from __future__ import annotations
 
+import functools
 import pathlib
-from typing import Sequence
+import time
+from typing import Any, Callable, Sequence
 
 import ml_collections as mlc
 import numpy as np
 import scipy.stats
+from absl import logging
 
 from jaxrec.train import record
 
@@ -38,6 +41,37 @@ def summarize(values: Sequence[float], confidence: float = 0.95) -> dict:
     'n': n,
     'values': x.tolist(),
   }
+
+
+# How often a process waiting on runs other processes hold looks again.
+POLL_SECONDS = 30.0
+
+
+def when_free(
+  jobs: Sequence[tuple[Any, Callable[[], dict]]], poll_s: float | None = None
+) -> dict:
+  """{key: job()} for (key, job) pairs whose jobs train one workdir each.
+
+  A job whose workdir another process is writing (`record.RunBusy`) is put
+  off and tried again after the others, every `poll_s` seconds while no
+  job can go on; by then the other process has finished it (the call
+  returns its record) or died (the call resumes it). So several processes
+  started with the same seeds or sweep command share its runs.
+  """
+  poll_s = POLL_SECONDS if poll_s is None else poll_s
+  done, pending = {}, list(jobs)
+  while pending:
+    busy = []
+    for key, job in pending:
+      try:
+        done[key] = job()
+      except record.RunBusy as e:
+        logging.info('%s; trying again later', e)
+        busy.append((key, job))
+    if len(busy) == len(pending):
+      time.sleep(poll_s)
+    pending = busy
+  return done
 
 
 def seed_config(
@@ -63,23 +97,36 @@ def run_seeds(
   root: str | pathlib.Path,
   seeds: Sequence[int],
   pretrain_root: str | pathlib.Path | None = None,
+  poll_s: float | None = None,
 ) -> dict:
   """Runs `config` once per seed under `root`; writes and returns seeds.json.
 
   The seeds share one pre-training stage (a config with `pretrain`), in
-  `<pretrain_root or root>/pretrain`.
+  `<pretrain_root or root>/pretrain`. Several processes may run the same
+  command: each trains the seeds no other is training (`when_free`).
   """
   from jaxrec.train import fit_linear, loop  # heavy imports, on demand
 
   root = pathlib.Path(root)
-  runs = {}
-  for seed in seeds:
-    c = seed_config(config, root, seed, pretrain_root)
-    workdir = root / f'seed{seed}'
-    if 'train' in c:
-      runs[seed] = loop.train_and_evaluate(c, workdir)
-    else:
-      runs[seed] = fit_linear.fit_and_evaluate(c, workdir)
+  run = (
+    loop.train_and_evaluate
+    if 'train' in config
+    else fit_linear.fit_and_evaluate
+  )
+  runs = when_free(
+    [
+      (
+        seed,
+        functools.partial(
+          run,
+          seed_config(config, root, seed, pretrain_root),
+          root / f'seed{seed}',
+        ),
+      )
+      for seed in seeds
+    ],
+    poll_s,
+  )
   names = sorted(runs[seeds[0]]['test']['metrics'])
   summary = {
     name: summarize([runs[s]['test']['metrics'][name] for s in seeds])

@@ -18,6 +18,7 @@ Linear models search their own grid inside one fit (`config.grid`,
 from __future__ import annotations
 
 import ast
+import functools
 import itertools
 import pathlib
 from typing import Any, Sequence
@@ -106,9 +107,11 @@ def run_sweep(
   root: str | pathlib.Path,
   grid: Grid,
   seeds: Sequence[int] = (0,),
+  poll_s: float | None = None,
 ) -> dict:
   """Trains every point at `seeds[0]`, picks one on validation, runs it
-  over `seeds`; writes and returns sweep.json (with the seeds summary)."""
+  over `seeds`; writes and returns sweep.json (with the seeds summary).
+  Several processes may run the same sweep (`seeds.when_free`)."""
   from jaxrec.train import loop  # heavy import, on demand
 
   if 'train' not in config:
@@ -125,7 +128,7 @@ def run_sweep(
   # points (in <root>/pretrain), else once per point.
   shared = not any(k.startswith('pretrain.') for k in grid)
   pretrain_root = lambda name: root if shared else root / name
-  rows = []
+  jobs = []
   for point in points(grid):
     name = tag(point)
     # The config that seed's run of `run_seeds` will have, so that the
@@ -133,15 +136,21 @@ def run_sweep(
     c = seeds_lib.seed_config(
       apply_point(config, point), root / name, first, pretrain_root(name)
     )
-    done = loop.train_and_evaluate(c, root / name / f'seed{first}', test=False)
-    rows.append(
-      {
-        'tag': name,
-        'point': point,
-        'valid': done['selected']['value'],
-        'selected_epoch': done['selected_epoch'],
-      }
+    workdir = root / name / f'seed{first}'
+    jobs.append(
+      (name, functools.partial(loop.train_and_evaluate, c, workdir, test=False))
     )
+  # Processes started with the same command share the points.
+  done = seeds_lib.when_free(jobs, poll_s)
+  rows = [
+    {
+      'tag': tag(point),
+      'point': point,
+      'valid': done[tag(point)]['selected']['value'],
+      'selected_epoch': done[tag(point)]['selected_epoch'],
+    }
+    for point in points(grid)
+  ]
   select = config.eval.select
   best = max(range(len(rows)), key=lambda i: (rows[i]['valid'], -i))
   chosen = rows[best]
@@ -157,7 +166,11 @@ def run_sweep(
   record.write_json(root / 'sweep.json', out)
   chosen_config = apply_point(config, chosen['point'])
   out['seeds'] = seeds_lib.run_seeds(
-    chosen_config, root / chosen['tag'], seeds, pretrain_root(chosen['tag'])
+    chosen_config,
+    root / chosen['tag'],
+    seeds,
+    pretrain_root(chosen['tag']),
+    poll_s,
   )
   record.write_json(root / 'sweep.json', out)
   return out

@@ -80,6 +80,11 @@ def fit_and_evaluate(
   start = time.time()
   environment = record.environment()  # the code of the start of the run
   workdir = pathlib.Path(workdir)
+  with record.run_lock(workdir):  # one process writes a workdir
+    return _fit_and_evaluate(config, workdir, split, start, environment)
+
+
+def _fit_and_evaluate(config, workdir, split, start, environment) -> dict:
   workdir.mkdir(parents=True, exist_ok=True)
   record.write_json(workdir / 'config.json', config.to_dict())
   metrics_path = workdir / 'metrics.jsonl'

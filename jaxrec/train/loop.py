@@ -492,10 +492,21 @@ def train_and_evaluate(
   # Taken now: the code that runs is the code of the start, not of the end.
   environment = record.environment()
   workdir = pathlib.Path(workdir)
+  parallel.initialize(config.train)
+  # One process writes a workdir (record.RunBusy otherwise); in a multi-host
+  # run, process 0 holds the lock for all.
+  with record.run_lock(workdir, owner=jax.process_index() == 0):
+    return _train_and_evaluate(
+      config, workdir, fresh, split, test, start, environment
+    )
+
+
+def _train_and_evaluate(
+  config, workdir, fresh, split, test, start, environment
+) -> dict:
   tc = config.train
 
   # Setup --------------------------------------------------------------------
-  parallel.initialize(tc)
   _prepare_workdir(workdir, config, fresh)
   results_path = workdir / 'results.json'
   if results_path.exists():

@@ -6,6 +6,7 @@ killed mid-write never leaves a half-written record behind.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.metadata
 import json
@@ -34,6 +35,68 @@ _PACKAGES = (
   'chex',
   'tensorboardX',
 )
+
+
+class RunBusy(RuntimeError):
+  """Another live process holds the run's lock."""
+
+
+def _alive(pid: int) -> bool:
+  try:
+    os.kill(pid, 0)
+  except ProcessLookupError:
+    return False
+  except PermissionError:  # exists, someone else's
+    return True
+  return True
+
+
+@contextlib.contextmanager
+def run_lock(workdir: os.PathLike, owner: bool = True):
+  """Holds `<workdir>.lock` (beside the folder, so that `--fresh` moving
+  the folder aside keeps it) while a run writes its workdir.
+
+  A lock left by a dead process of this host (a killed run) is taken over;
+  one held by a live process, or by another host, raises `RunBusy` naming
+  it, so that two processes never train the same workdir. `owner=False`
+  (a multi-host run's processes other than 0) takes no lock.
+  """
+  if not owner:
+    yield
+    return
+  workdir = pathlib.Path(workdir).resolve()
+  path = workdir.with_name(workdir.name + '.lock')
+  path.parent.mkdir(parents=True, exist_ok=True)
+  me = {'pid': os.getpid(), 'host': platform.node(), 'since': time.time()}
+  while True:
+    try:
+      fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+      try:
+        held = json.loads(path.read_text())
+      except (OSError, ValueError):  # being written, or gone: look again
+        time.sleep(0.05)
+        continue
+      if held.get('host') == me['host'] and not _alive(int(held['pid'])):
+        path.unlink(missing_ok=True)  # a killed run's lock
+        continue
+      raise RunBusy(
+        f'{workdir} is being written by process {held.get("pid")} on'
+        f' {held.get("host")} (lock {path}, since'
+        f' {time.ctime(held.get("since", 0))}); if that run is dead, delete'
+        ' the lock file'
+      ) from None
+    with os.fdopen(fd, 'w') as f:
+      f.write(json.dumps(me))
+    break
+  try:
+    yield
+  finally:
+    try:
+      if json.loads(path.read_text()).get('pid') == me['pid']:
+        path.unlink()
+    except (OSError, ValueError):
+      pass
 
 
 def write_text(path: os.PathLike, text: str) -> None:
