@@ -40,6 +40,15 @@ def test_a_live_holder_is_named_and_a_dead_ones_lock_is_taken(tmp_path):
   assert not lock.exists()
 
 
+def test_an_empty_lock_left_by_a_kill_is_taken(tmp_path, monkeypatch):
+  monkeypatch.setattr(record, 'UNREADABLE_LOCK_S', 0.2)
+  work = tmp_path / 'run'
+  lock = work.with_name('run.lock')
+  lock.write_text('')  # killed between creating and writing it
+  with record.run_lock(work):
+    assert json.loads(lock.read_text())['pid'] == os.getpid()
+
+
 def test_a_busy_workdir_is_refused_before_anything_is_written(tmp_path):
   work = tmp_path / 'run'
   _hold(work, os.getppid())

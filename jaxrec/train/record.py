@@ -37,6 +37,10 @@ _PACKAGES = (
 )
 
 
+# A lock file still empty or unreadable after this long is a dead writer's.
+UNREADABLE_LOCK_S = 2.0
+
+
 class RunBusy(RuntimeError):
   """Another live process holds the run's lock."""
 
@@ -68,6 +72,7 @@ def run_lock(workdir: os.PathLike, owner: bool = True):
   path = workdir.with_name(workdir.name + '.lock')
   path.parent.mkdir(parents=True, exist_ok=True)
   me = {'pid': os.getpid(), 'host': platform.node(), 'since': time.time()}
+  unreadable_since = None
   while True:
     try:
       fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
@@ -75,6 +80,11 @@ def run_lock(workdir: os.PathLike, owner: bool = True):
       try:
         held = json.loads(path.read_text())
       except (OSError, ValueError):  # being written, or gone: look again
+        now = time.monotonic()
+        unreadable_since = unreadable_since or now
+        if now - unreadable_since > UNREADABLE_LOCK_S:
+          # Its writer died between creating and filling it.
+          path.unlink(missing_ok=True)
         time.sleep(0.05)
         continue
       if held.get('host') == me['host'] and not _alive(int(held['pid'])):
