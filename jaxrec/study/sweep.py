@@ -82,6 +82,8 @@ def apply_point(config: mlc.ConfigDict, point: dict[str, Any]):
     KeyError: a key the config does not have, named with its neighbours.
   """
   c = mlc.ConfigDict(config.to_dict())
+  # Not `update_from_flattened_dict`: on an unlocked config it adds a
+  # misspelt leaf silently, and its errors do not say what the section has.
   for key, value in point.items():
     *parents, leaf = key.split('.')
     node = c
