@@ -301,3 +301,54 @@ def test_early_stop_waits_for_min_epochs(tmp_path):
   assert held['stopped_early']
   assert held['train_steps_total'] == -(-floor // 3) * 3  # next validation
   assert held['selected_step'] == 3
+
+
+def test_sigterm_saves_the_step_and_resumes_exactly(tmp_path, monkeypatch):
+  # The signal arrives while step 10 is being prepared, between log steps
+  # (log_every 4): the run must finish step 10, save it with the two losses
+  # of the open window, release its lock and exit 128 + 15.
+  config = lambda: _config(steps=24, eval_every=6, log_every=4)
+  full = loop.train_and_evaluate(config(), tmp_path / 'full')
+
+  original = loop._Setup.host_batch
+
+  def signal_at_step_9(self, step):
+    if step == 9:
+      os.kill(os.getpid(), signal.SIGTERM)
+    return original(self, step)
+
+  monkeypatch.setattr(loop._Setup, 'host_batch', signal_at_step_9)
+  before = signal.getsignal(signal.SIGTERM)
+  stopped = tmp_path / 'stopped'
+  with pytest.raises(SystemExit) as info:
+    loop.train_and_evaluate(config(), stopped)
+  assert info.value.code == 128 + signal.SIGTERM
+  assert 'stopped by SIGTERM after saving step 10' in str(info.value)
+  assert signal.getsignal(signal.SIGTERM) == before  # handlers restored
+  assert not (tmp_path / 'stopped.lock').exists()  # lock released
+  assert not (stopped / 'results.json').exists()
+  latest = stopped / 'checkpoints' / 'latest'
+  assert max(int(p.name) for p in latest.iterdir()) == 10
+
+  monkeypatch.setattr(loop._Setup, 'host_batch', original)
+  resumed = loop.train_and_evaluate(config(), stopped)
+  assert resumed['params_sha256'] == full['params_sha256']
+  assert resumed['test'] == full['test']
+  assert resumed['valid_curve'] == full['valid_curve']
+  # The loss of steps 9-12 is logged once, over all four steps.
+  assert _jsonl(stopped / 'metrics.jsonl') == _jsonl(
+    tmp_path / 'full' / 'metrics.jsonl'
+  )
+
+
+def test_second_stop_signal_acts_as_before():
+  from jaxrec.train import signals
+
+  with signals.stop_requests() as requested:
+    assert requested() == 0
+    os.kill(os.getpid(), signal.SIGINT)
+    assert requested() == signal.SIGINT
+    # The first one restored Python's own handler: the second interrupts.
+    with pytest.raises(KeyboardInterrupt):
+      os.kill(os.getpid(), signal.SIGINT)
+      time.sleep(1)

@@ -13,7 +13,10 @@ from the latest checkpoint. Everything the rest of the run depends on is a
 function of what is saved: the batch of step s is drawn from (seed, s), the
 dropout key is fold_in(key(seed), s), and early stopping is recomputed
 from the saved validation history; so a run killed at any point and resumed
-ends with the same parameters and metrics, bit for bit on CPU.
+ends with the same parameters and metrics, bit for bit on CPU. A SIGTERM or
+SIGINT (a scheduler's notice, Ctrl-C) is not a kill: the run finishes its
+step, saves it, releases its lock and raises `signals.Interrupted` (exit
+code 128 + signum), and resumes as exactly (`jaxrec/train/signals.py`).
 
 A workdir whose saved config.json differs from the requested config is
 refused with the differing keys, unless `fresh=True` (the old workdir is
@@ -40,11 +43,20 @@ import ml_collections as mlc
 import numpy as np
 import optax
 from absl import logging
+from jax.experimental import multihost_utils
 
 from jaxrec import models
 from jaxrec.data import batching, types
 from jaxrec.eval import protocol as protocol_lib
-from jaxrec.train import checkpoint, fit_linear, optim, parallel, pcgrad, record
+from jaxrec.train import (
+  checkpoint,
+  fit_linear,
+  optim,
+  parallel,
+  pcgrad,
+  record,
+  signals,
+)
 from jaxrec.train import writer as writer_lib
 
 
@@ -285,13 +297,13 @@ class _Window:
   def add(self, step: int, metrics) -> None:
     self.pending.append((step, metrics))
 
-  def flush(self, steps_per_epoch: int) -> dict | None:
-    """Mean loss over the window; FloatingPointError on a non-finite loss."""
-    if not self.pending:
-      return None
+  def check(self, steps_per_epoch: int) -> list[tuple[int, dict]]:
+    """The pending metrics on the host; FloatingPointError on a non-finite
+    loss."""
     host = jax.device_get([m for _, m in self.pending])
-    total = count = 0.0
+    checked = []
     for (step, _), m in zip(self.pending, host, strict=True):
+      m = {k: float(v) for k, v in m.items()}
       loss = m['loss_sum'] / max(m['count'], 1.0)
       if not (np.isfinite(loss) and np.isfinite(m['grad_norm'])):
         epoch, b = divmod(step, steps_per_epoch)
@@ -302,12 +314,23 @@ class _Window:
           f' finite: {"none" if last is None else f"step {last[0]} {last[1]}"}.'
           ' The last checkpoint is intact (saved before this step).'
         )
-      self.last_finite = (step, {'loss': float(loss)})
-      total += float(m['loss_sum'])
-      count += float(m['count'])
-    grad_norm = float(host[-1]['grad_norm'])
+      self.last_finite = (step, {'loss': loss})
+      checked.append((step, m))
+    self.pending = list(checked)
+    return checked
+
+  def flush(self, steps_per_epoch: int) -> dict | None:
+    """Mean loss over the window; FloatingPointError on a non-finite loss."""
+    if not self.pending:
+      return None
+    host = self.check(steps_per_epoch)
     self.pending = []
-    return {'train/loss': total / max(count, 1.0), 'train/grad_norm': grad_norm}
+    total = sum(m['loss_sum'] for _, m in host)
+    count = sum(m['count'] for _, m in host)
+    return {
+      'train/loss': total / max(count, 1.0),
+      'train/grad_norm': host[-1][1]['grad_norm'],
+    }
 
 
 @dataclasses.dataclass(frozen=True)
@@ -532,6 +555,7 @@ def _train_and_evaluate(
   ckpts = checkpoint.Checkpoints(workdir / 'checkpoints')
   restored = ckpts.restore_latest(abstract)
   stopped = False
+  resumed_window = []
   if restored is None:
     state = jax.jit(run.init_state, out_shardings=repl)()
     pre = _pretrained_params(config, workdir, split)
@@ -548,6 +572,8 @@ def _train_and_evaluate(
       for t, m in meta['history']
     ]
     stopped = bool(meta['stopped'])
+    # Losses since the last log step, when a stop signal saved mid-window.
+    resumed_window = [(int(t), m) for t, m in meta.get('window', [])]
     logging.info('resumed from step %d', int(state.step))
     if (
       protocol.history
@@ -598,6 +624,7 @@ def _train_and_evaluate(
   # Loop ---------------------------------------------------------------------
   writer = writer_lib.MetricWriter(workdir, step)
   window = _Window()
+  window.pending = resumed_window
   bar = writer_lib.progress(total_steps, step, config.model.name)
   train_time = 0.0
   t0 = time.perf_counter()
@@ -607,75 +634,101 @@ def _train_and_evaluate(
   # long interval between validations is not lost to a kill.
   save_every = 60.0 * float(tc.get('checkpoint_minutes', 0.0))
   last_save = t0
+  saved_step = start_step
 
   def save(best: bool) -> None:
-    nonlocal last_save
+    nonlocal last_save, saved_step
     meta = {
       'history': protocol.history,
       'stopped': stopped,
       'seed': config.seed,
+      # Empty but after a stop signal: then the losses since the last log
+      # step, already checked finite, so the resumed run logs them.
+      'window': window.check(per_epoch),
     }
     ckpts.save(step, state, protocol_lib.json_ready(meta), best)
     last_save = time.perf_counter()
+    saved_step = step
 
+  interrupted = None
   try:
-    while step < total_steps and not stopped:
-      batch = parallel.shard_batch(host_batch(step), mesh)
-      rng = jax.random.fold_in(train_key, step)
-      state, metrics = train_step(state, batch, rng)
-      window.add(step, metrics)
-      step += 1
-      bar.update(1)
-      at_eval = step % eval_every == 0 or step == total_steps
-      if step % int(tc.log_every) == 0 or at_eval:
-        scalars = window.flush(per_epoch)
-        writer.write_scalars(step, {**scalars, 'epoch': step / per_epoch})
-        bar.set_postfix(loss=f'{scalars["train/loss"]:.4f}')
-      if at_eval:
-        jax.block_until_ready(state)
-        train_time += time.perf_counter() - t0
-        valid = validate(step)
-        best_tag, best_value = protocol.best()
-        since_best = (
-          len(protocol.history)
-          - 1
-          - [t for t, _ in protocol.history].index(best_tag)
-        )
-        stopped = (
-          since_best >= int(tc.patience)
-          and step < total_steps
-          and step >= int(tc.get('min_epochs', 0)) * per_epoch
-        )
-        writer.write_scalars(step, {f'valid/{k}': v for k, v in valid.items()})
-        writer.flush()
-        rate = (step - start_step) / max(train_time, 1e-9)
-        logging.info(
-          'step %d/%d: valid %s=%.5f (best %.5f at step %s); %.1f steps/s,'
-          ' ETA %.0f min%s',
-          step,
-          total_steps,
-          config.eval.select,
-          valid[config.eval.select],
-          best_value,
-          best_tag,
-          rate,
-          (total_steps - step) / max(rate, 1e-9) / 60,
-          '; early stop' if stopped else '',
-        )
-        save(best_tag == step)
-        t0 = time.perf_counter()
-      elif (
-        save_every
-        and step % int(tc.log_every) == 0  # the loss window was just flushed
-        and time.perf_counter() - last_save >= save_every
-      ):
-        save(False)
+    with signals.stop_requests() as requested:
+      while step < total_steps and not stopped:
+        batch = parallel.shard_batch(host_batch(step), mesh)
+        rng = jax.random.fold_in(train_key, step)
+        state, metrics = train_step(state, batch, rng)
+        window.add(step, metrics)
+        step += 1
+        bar.update(1)
+        at_eval = step % eval_every == 0 or step == total_steps
+        if step % int(tc.log_every) == 0 or at_eval:
+          scalars = window.flush(per_epoch)
+          writer.write_scalars(step, {**scalars, 'epoch': step / per_epoch})
+          bar.set_postfix(loss=f'{scalars["train/loss"]:.4f}')
+        if at_eval:
+          jax.block_until_ready(state)
+          train_time += time.perf_counter() - t0
+          valid = validate(step)
+          best_tag, best_value = protocol.best()
+          since_best = (
+            len(protocol.history)
+            - 1
+            - [t for t, _ in protocol.history].index(best_tag)
+          )
+          stopped = (
+            since_best >= int(tc.patience)
+            and step < total_steps
+            and step >= int(tc.get('min_epochs', 0)) * per_epoch
+          )
+          writer.write_scalars(
+            step, {f'valid/{k}': v for k, v in valid.items()}
+          )
+          writer.flush()
+          rate = (step - start_step) / max(train_time, 1e-9)
+          logging.info(
+            'step %d/%d: valid %s=%.5f (best %.5f at step %s); %.1f steps/s,'
+            ' ETA %.0f min%s',
+            step,
+            total_steps,
+            config.eval.select,
+            valid[config.eval.select],
+            best_value,
+            best_tag,
+            rate,
+            (total_steps - step) / max(rate, 1e-9) / 60,
+            '; early stop' if stopped else '',
+          )
+          save(best_tag == step)
+          t0 = time.perf_counter()
+        elif (
+          save_every
+          and step % int(tc.log_every) == 0  # the loss window was just flushed
+          and time.perf_counter() - last_save >= save_every
+        ):
+          save(False)
+        if jax.process_count() == 1:
+          signum = requested()
+        else:  # hosts may see a signal at different steps: all stop at
+          # the first log step after any of them has (one collective each)
+          signum = 0
+          if step % int(tc.log_every) == 0:
+            signum = int(
+              np.max(multihost_utils.process_allgather(np.int32(requested())))
+            )
+        if signum:
+          if saved_step != step:
+            save(False)
+          interrupted = signals.Interrupted(signum, step)
+          break
   finally:
     # A failing run (NaN loss, interrupt) still completes the checkpoint
     # being written in the background, so the last good one is kept.
     bar.close()
     writer.close()
     ckpts.wait()
+  if interrupted is not None:
+    logging.warning('%s: %s', workdir, interrupted)
+    raise interrupted
   train_steps = step - start_step
 
   # Final test ---------------------------------------------------------------
