@@ -180,11 +180,23 @@ def test_config_change_is_refused_with_a_diff_unless_fresh(tmp_path):
   results = loop.train_and_evaluate(changed, tmp_path, fresh=True)
   assert 'test' in results
   assert list(tmp_path.parent.glob(f'{tmp_path.name}.old-*'))
-  # How often it logs and saves may change (and is recorded).
+  # How often it logs and saves, and how many users a ranking chunk holds,
+  # may change (and are recorded).
   changed.train.update(log_every=5, checkpoint_minutes=1.0)
+  changed.eval.chunk_size = 7
   assert loop.train_and_evaluate(changed, tmp_path)['test'] == results['test']
   saved = json.loads((tmp_path / 'config.json').read_text())
   assert saved['train']['log_every'] == 5
+  assert saved['eval']['chunk_size'] == 7
+  # So in a nested stage's config, and only as the key's last part.
+  nested = lambda chunk, every: {
+    'pretrain': {'config': {'eval': {'chunk_size': chunk}}},
+    'train': {'eval_every': every},
+  }
+  assert loop.config_diff(nested(512, 3), nested(64, 3)) == []
+  assert loop.config_diff(nested(512, 3), nested(512, 4)) == [
+    'train.eval_every: 3 -> 4'
+  ]
 
 
 def test_unreadable_latest_checkpoint_falls_back(tmp_path):
@@ -241,6 +253,28 @@ def test_every_neural_config_runs_its_tiny_variant(name, tmp_path):
   )
   assert traces['score_shapes'] == 1 or trims
   assert np.isfinite(results['test']['metrics']['ndcg@10'])
+
+
+@pytest.mark.parametrize('name', sorted(models.NEURAL_MODELS))
+def test_a_users_ranking_does_not_depend_on_the_chunk(name):
+  # Why `eval.chunk_size` may change on resume: reverse-process noise is
+  # drawn per user, never per batch, so only float summation order moves.
+  from jaxrec.eval import ranking
+  from jaxrec.train import fit_linear
+
+  config = importlib.import_module(f'configs.{name}').get_config(
+    'dataset=synthetic-seq,tiny'
+  )
+  split = fit_linear.load_split(config)
+  setup = loop._Setup.build(config, split)
+  scorer = loop.ModelScorer(setup.model)
+  scorer.params = jax.jit(setup.init_state)().params
+  rank = lambda chunk: ranking.rank(
+    scorer, split.train, split.valid, split.train, split.n_items, 20, chunk
+  )
+  small, large = rank(5), rank(64)
+  np.testing.assert_array_equal(small.users, large.users)
+  np.testing.assert_array_equal(small.topk, large.topk)
 
 
 def test_resume_repairs_a_best_save_cut_off_by_a_kill(tmp_path):

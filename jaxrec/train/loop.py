@@ -140,9 +140,20 @@ def _flatten(d: dict, prefix: str = '') -> dict:
   return out
 
 
-# Keys that say how a run reports and saves, not what it computes: a resume
-# may change them (config.json then records the new values).
-OPERATIONAL_KEYS = ('train.log_every', 'train.checkpoint_minutes')
+# Keys that say how a run reports, saves and batches its ranking, not what
+# it computes: a resume may change them (config.json then records the new
+# values), here or in a nested stage's config (`pretrain.config.`). Users per
+# ranking chunk only move float summation order: noise at ranking is drawn
+# per user (tests/train_loop_test.py checks every neural model).
+OPERATIONAL_KEYS = (
+  'train.log_every',
+  'train.checkpoint_minutes',
+  'eval.chunk_size',
+)
+
+
+def _operational(key: str) -> bool:
+  return any(key == k or key.endswith(f'.{k}') for k in OPERATIONAL_KEYS)
 
 
 def config_diff(saved: dict, wanted: dict) -> list[str]:
@@ -152,8 +163,7 @@ def config_diff(saved: dict, wanted: dict) -> list[str]:
   return [
     f'{k}: {a.get(k, "<absent>")!r} -> {b.get(k, "<absent>")!r}'
     for k in sorted(set(a) | set(b))
-    if a.get(k, '<absent>') != b.get(k, '<absent>')
-    and k not in OPERATIONAL_KEYS
+    if a.get(k, '<absent>') != b.get(k, '<absent>') and not _operational(k)
   ]
 
 
