@@ -94,3 +94,59 @@ def run_row(workdir: str | pathlib.Path, metrics: Sequence[str]) -> dict:
     else:
       row[name] = f'{s["mean"]:.4f} +- {s["std"]:.4f}'
   return row
+
+
+def learning_curve(
+  workdir: str | pathlib.Path, metrics: Sequence[str] = ()
+) -> tuple[list[dict], str]:
+  """The validation curve of one run, finished or still training.
+
+  Read from the workdir's metrics.jsonl (what a resumed run kept), so it
+  can be reported while a long run is under way or between its sessions.
+  Test is not in it: a run ranks test once, on its selected step.
+
+  Args:
+    workdir: a run's directory (config.json, metrics.jsonl).
+    metrics: the validation metrics shown (default: the selection metric).
+
+  Returns:
+    (rows, select): one row per validation, {'step', 'epoch', 'train/loss'
+    (the window logged at that step), 'valid/<metric>' ..., 'best' ('*'
+    where the selection metric set a new best; the first of equal values
+    wins, as in selection)}; and the selection metric's name.
+
+  Raises:
+    FileNotFoundError: no config.json or metrics.jsonl in `workdir`.
+  """
+  workdir = pathlib.Path(workdir)
+  for name in ('config.json', 'metrics.jsonl'):
+    if not (workdir / name).exists():
+      raise FileNotFoundError(f'{workdir}: no {name}; is it a run folder?')
+  select = json.loads((workdir / 'config.json').read_text())['eval']['select']
+  shown = list(metrics) or [select]
+  train, valid = {}, []
+  for line in (workdir / 'metrics.jsonl').read_text().splitlines():
+    try:
+      row = json.loads(line)
+    except json.JSONDecodeError:  # a line cut off by a kill mid-write
+      continue
+    if 'train/loss' in row:
+      train[row['step']] = row
+    if f'valid/{select}' in row:
+      valid.append(row)
+  rows, best = [], -float('inf')
+  for v in valid:
+    t = train.get(v['step'], {})
+    value = v[f'valid/{select}']
+    new_best = value is not None and value > best
+    best = value if new_best else best
+    rows.append(
+      {
+        'step': v['step'],
+        'epoch': t.get('epoch', '-'),
+        'train/loss': t.get('train/loss', '-'),
+        **{f'valid/{m}': v.get(f'valid/{m}', '-') for m in shown},
+        'best': '*' if new_best else '',
+      }
+    )
+  return rows, select

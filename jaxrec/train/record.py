@@ -55,6 +55,23 @@ def _alive(pid: int) -> bool:
   return True
 
 
+def lock_path(workdir: os.PathLike) -> pathlib.Path:
+  """`<workdir>.lock`, beside the folder."""
+  workdir = pathlib.Path(workdir).resolve()
+  return workdir.with_name(workdir.name + '.lock')
+
+
+def lock_holder(workdir: os.PathLike) -> dict | None:
+  """Who holds a workdir's lock: {'pid', 'host', 'since', 'alive'} ('alive'
+  None for another host's process), or None when no readable lock is there."""
+  try:
+    held = json.loads(lock_path(workdir).read_text())
+  except (OSError, ValueError):
+    return None
+  here = held.get('host') == platform.node()
+  return {**held, 'alive': _alive(int(held['pid'])) if here else None}
+
+
 @contextlib.contextmanager
 def run_lock(workdir: os.PathLike, owner: bool = True):
   """Holds `<workdir>.lock` (beside the folder, so that `--fresh` moving
@@ -69,7 +86,7 @@ def run_lock(workdir: os.PathLike, owner: bool = True):
     yield
     return
   workdir = pathlib.Path(workdir).resolve()
-  path = workdir.with_name(workdir.name + '.lock')
+  path = lock_path(workdir)
   path.parent.mkdir(parents=True, exist_ok=True)
   me = {'pid': os.getpid(), 'host': platform.node(), 'since': time.time()}
   unreadable_since = None
