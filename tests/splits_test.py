@@ -211,3 +211,16 @@ def test_content_hash_is_stable_and_sensitive():
   assert a.content_hash == (
     '66c354cb8701b61cdd602d41804f4f5321449ad4d88980c8a37cdd5f760d2a00'
   )
+
+
+def test_to_csr_leaves_the_sequences_in_order():
+  # A sequence out of item order with a repeat: the matrix is binary and
+  # sorted, and the Part (hence every model reading it next, and the split's
+  # hash) keeps its order. SciPy sorts an int32 index array in place.
+  split = splits.leave_one_out([np.array([7, 2, 9, 2, 5, 1])], 'toy')
+  before = split.train.items.copy(), split.content_hash
+  m = split.train.to_csr(split.n_items)
+  assert m.indices.tolist() == sorted(set(before[0].tolist()))
+  assert m.data.tolist() == [1.0] * m.nnz
+  np.testing.assert_array_equal(split.train.items, before[0])
+  assert split.content_hash == before[1]

@@ -107,9 +107,14 @@ class Part:
     return self.items[self.indptr[u] : self.indptr[u + 1]]
 
   def to_csr(self, n_items: int) -> sp.csr_matrix:
-    """Binary float32 user x item matrix (repeated events count once)."""
+    """Binary float32 user x item matrix (repeated events count once).
+
+    Built on copies: SciPy keeps an int32 index array as given, and
+    `sum_duplicates` sorts it in place, which would reorder this Part's
+    sequences (and change its split's content hash).
+    """
     m = sp.csr_matrix(
-      (np.ones(self.nnz, np.float32), self.items, self.indptr),
+      (np.ones(self.nnz, np.float32), self.items.copy(), self.indptr.copy()),
       shape=(self.n_users, n_items),
     )
     m.sum_duplicates()
