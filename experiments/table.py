@@ -1,28 +1,95 @@
 r"""One Markdown table of finished runs: mean +- std over their seeds.
 
   python -m experiments.table runs/adrec-adrec-beauty-seeds \
-    runs/sasrec-adrec-beauty-seeds runs/diffurec-adrec-beauty-seeds
+    runs/sasrec-adrec-beauty-seeds runs/diffurec-adrec-beauty-seeds \
+    [--baseline=sasrec] [--significance=ttest]
 
 Each argument is a run's workdir or an `experiments.seeds` root (its
 finished seed<k>/ runs are summarized, also while later seeds still run),
 or the chosen point's folder of an `experiments.sweep` (column 'tuned').
+
+`--baseline=MODEL` compares every other row with that model's row of the
+same dataset, user by user on the test set (`jaxrec.study.significance`:
+paired t-test or Wilcoxon signed-rank over users, each user's metric
+averaged over seeds; Holm-corrected over every comparison printed). A
+metric cell marked '*' differs from the baseline at `--alpha` after the
+correction; a second table gives each difference and its p-values.
 """
 
 from absl import app, flags
 
-from jaxrec.study import report
+from jaxrec.study import report, significance
 
 _METRICS = flags.DEFINE_list(
   'metrics', ['hr@10', 'hr@20', 'ndcg@10', 'ndcg@20'], 'Test metrics shown.'
 )
+_BASELINE = flags.DEFINE_string(
+  'baseline', None, 'Model name each dataset is compared with (paired test).'
+)
+_TEST = flags.DEFINE_enum(
+  'significance', 'ttest', significance.TESTS, 'Paired test over users.'
+)
+_ALPHA = flags.DEFINE_float('alpha', 0.05, 'Family-wise error rate (Holm).')
+
+
+def _comparisons(dirs, rows) -> list[dict]:
+  """Each non-baseline row against its dataset's baseline row, per metric."""
+  base = {}
+  for w, row in zip(dirs, rows, strict=True):
+    if row['model'] == _BASELINE.value:
+      if row['dataset'] in base:
+        raise app.UsageError(
+          f'two {_BASELINE.value} rows on {row["dataset"]}:'
+          f' {base[row["dataset"]]} and {w}; pass one'
+        )
+      base[row['dataset']] = w
+  if not base:
+    raise app.UsageError(f'--baseline={_BASELINE.value}: no row of that model')
+  out = []
+  for i, (w, row) in enumerate(zip(dirs, rows, strict=True)):
+    b = base.get(row['dataset'])
+    if b is None or b == w:
+      continue
+    for metric in _METRICS.value:
+      c = significance.paired(w, b, metric, _TEST.value)
+      out.append({'row': i, 'metric': metric, **c})
+  adjusted = significance.holm([c['p'] for c in out])
+  for c, p in zip(out, adjusted, strict=True):
+    c['p_holm'] = float(p)
+  return out
 
 
 def main(argv):
-  rows = [report.run_row(w, _METRICS.value) for w in argv[1:]]
+  dirs = argv[1:]
+  rows = [report.run_row(w, _METRICS.value) for w in dirs]
+  comparisons = _comparisons(dirs, rows) if _BASELINE.value else []
+  for c in comparisons:
+    if c['p_holm'] < _ALPHA.value:
+      rows[c['row']][c['metric']] += ' *'
   # 'tuned': the point an experiments.sweep chose, for its rows.
   tuned = ('tuned',) if any('tuned' in r for r in rows) else ()
   columns = ('model', 'dataset', 'seeds', 'quirks', *tuned, *_METRICS.value)
   print(report.markdown_table(rows, columns))
+  if comparisons:
+    print(
+      f'\n* differs from {_BASELINE.value} on the same dataset at'
+      f' {_ALPHA.value} ({_TEST.value} over test users, Holm-corrected over'
+      f' {len(comparisons)} comparisons):\n'
+    )
+    lines = [
+      {
+        'model': rows[c['row']]['model'],
+        'dataset': rows[c['row']]['dataset'],
+        'metric': c['metric'],
+        'diff': f'{c["diff"]:+.4f}',
+        'relative': f'{100 * c["rel"]:+.1f} %',
+        'users': c['users'],
+        'p': f'{c["p"]:.2g}',
+        'p (Holm)': f'{c["p_holm"]:.2g}',
+      }
+      for c in comparisons
+    ]
+    print(report.markdown_table(lines, list(lines[0])))
 
 
 if __name__ == '__main__':

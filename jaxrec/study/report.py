@@ -43,9 +43,10 @@ def csv_table(rows: Sequence[dict], columns: Sequence[str]) -> str:
   return '\n'.join(out) + '\n'
 
 
-def _results(workdir: pathlib.Path) -> list[dict]:
+def tested_runs(workdir: str | pathlib.Path) -> list[dict]:
   """The tested run records under `workdir`: its own results.json, or
   those of its seed<k>/ subfolders (a seeds run, finished or not)."""
+  workdir = pathlib.Path(workdir)
   own = workdir / 'results.json'
   if own.exists():
     paths = [own]
@@ -67,7 +68,7 @@ def run_row(workdir: str | pathlib.Path, metrics: Sequence[str]) -> dict:
     FileNotFoundError: no finished run under `workdir`.
   """
   workdir = pathlib.Path(workdir)
-  runs = _results(workdir)
+  runs = tested_runs(workdir)
   if not runs:
     raise FileNotFoundError(
       f'{workdir}: no results.json (nor seed*/results.json); has a run'
