@@ -182,8 +182,20 @@ class MF(BprTriples, dot.DotScore):
     aux = {'loss_sum': total, 'count': count}
     return (total + reg) / jnp.maximum(count, 1.0), aux
 
+  def ranking_params(self, params) -> dict:
+    """What ranking reads, computed once per ranking pass (`loop.
+    ModelScorer`) rather than in every chunk of users: the final embeddings
+    (LightGCN's are a whole-graph propagation)."""
+    users, items = self.embeddings(params)
+    return {'ranked_users': users, 'ranked_items': items}
+
+  def _final(self, params):
+    if 'ranked_users' in params:  # from `ranking_params`
+      return params['ranked_users'], params['ranked_items']
+    return self.embeddings(params)
+
   def user_vectors(self, params, batch: dict) -> jax.Array:
-    return self.embeddings(params)[0][batch['users']]
+    return self._final(params)[0][batch['users']]
 
   def item_vectors(self, params) -> jax.Array:
-    return self.embeddings(params)[1]
+    return self._final(params)[1]

@@ -106,6 +106,8 @@ class ModelScorer:
 
   def __init__(self, model):
     self.model = model
+    prepare = getattr(model, 'ranking_params', None)
+    self._prepare = None if prepare is None else jax.jit(prepare)
     self.params = None
     self.traces = collections.Counter()
     self.phantom_items = int(getattr(model, 'phantom_items', 0))
@@ -114,6 +116,20 @@ class ModelScorer:
       self.item_vectors = model.item_vectors
     if getattr(model, 'trims_padding', False):
       self.input_lengths = model.input_lengths
+
+  @property
+  def params(self):
+    return self._params
+
+  @params.setter
+  def params(self, value) -> None:
+    # A model's `ranking_params` (e.g. LightGCN's propagation) runs once
+    # per pass, here in the caller's thread. Run in every chunk, its SciPy
+    # host callback deadlocked XLA's CPU thread pool when two ranking
+    # workers waited on it at once.
+    if value is not None and self._prepare is not None:
+      value = self._prepare(value)
+    self._params = value
 
   def make_batch(self, history: types.Part, users: np.ndarray, *length):
     return self.model.make_batch(history, users, *length)
