@@ -42,6 +42,30 @@ def test_grid_specs_parse_to_literals_in_product_order():
     sweep.parse_grid(['a.b=1', 'a.b=2'])
 
 
+def test_a_choice_at_the_edge_of_a_numeric_axis_is_named():
+  grid = sweep.parse_grid(
+    [
+      'model.dropout=0.1,0.3,0.5',
+      'model.dim=16,32,64',
+      'model.mask_axis=key,query',
+      'model.pack=True,False',
+      'optim.lr=0.001',
+    ]
+  )
+  point = {
+    'model.dropout': 0.5,
+    'model.dim': 32,
+    'model.mask_axis': 'query',
+    'model.pack': True,
+    'optim.lr': 0.001,
+  }
+  assert sweep.at_edge(grid, point) == ['model.dropout=0.5 (the largest tried)']
+  point.update({'model.dropout': 0.3, 'model.dim': 16})
+  assert sweep.at_edge(grid, point) == ['model.dim=16 (the smallest tried)']
+  point['model.dim'] = 32
+  assert sweep.at_edge(grid, point) == []
+
+
 def test_a_point_sets_its_keys_and_names_a_wrong_one():
   c = _tiny()
   d = sweep.apply_point(c, {'model.dropout': 0.25, 'optim.lr': 3e-4})
@@ -85,6 +109,14 @@ def test_a_tiny_sweep_tests_only_the_chosen_point(tmp_path):
   assert out['seeds']['seeds'] == [0, 1]
   saved = json.loads((tmp_path / 'sweep.json').read_text())
   assert saved['chosen'] == out['chosen'] and len(saved['points']) == 2
+  # Two values: the choice is at an end of the dropout axis, and said so.
+  dropout = next(
+    p['point']['model.dropout']
+    for p in out['points']
+    if p['tag'] == out['chosen']
+  )
+  end = 'largest' if dropout == 0.5 else 'smallest'
+  assert saved['at_edge'] == [f'model.dropout={dropout} (the {end} tried)']
   row = report.run_row(tmp_path / out['chosen'], ['ndcg@10'])
   assert row['seeds'] == '0,1' and row['tuned'] == out['chosen']
   other = next(p['tag'] for p in out['points'] if p['tag'] != out['chosen'])

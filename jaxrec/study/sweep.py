@@ -24,6 +24,7 @@ import pathlib
 from typing import Any, Sequence
 
 import ml_collections as mlc
+from absl import logging
 
 from jaxrec.study import seeds as seeds_lib
 from jaxrec.train import record
@@ -104,6 +105,26 @@ def apply_point(config: mlc.ConfigDict, point: dict[str, Any]):
   return c
 
 
+def at_edge(grid: Grid, point: dict[str, Any]) -> list[str]:
+  """'key=value (the largest|smallest tried)' for each numeric axis of
+  `grid` on which `point` sits at an end: the optimum may lie beyond the
+  grid, and a tuned baseline should say so."""
+  out = []
+  for key, values in grid.items():
+    numeric = [
+      v
+      for v in values
+      if isinstance(v, (int, float)) and not isinstance(v, bool)
+    ]
+    if len(numeric) < 2 or len(numeric) != len(values):
+      continue
+    if point[key] == max(numeric):
+      out.append(f'{key}={point[key]} (the largest tried)')
+    elif point[key] == min(numeric):
+      out.append(f'{key}={point[key]} (the smallest tried)')
+  return out
+
+
 def run_sweep(
   config: mlc.ConfigDict,
   root: str | pathlib.Path,
@@ -163,7 +184,15 @@ def run_sweep(
     'grid': {k: list(v) for k, v in grid.items()},
     'points': rows,
     'chosen': chosen['tag'],
+    'at_edge': at_edge(grid, chosen['point']),
   }
+  if out['at_edge']:
+    logging.warning(
+      'sweep %s chose a point at the edge of its grid: %s; the optimum may'
+      ' lie beyond it',
+      root,
+      ', '.join(out['at_edge']),
+    )
   # Written before the seeds run, so the choice is on record while they do.
   record.write_json(root / 'sweep.json', out)
   chosen_config = apply_point(config, chosen['point'])
