@@ -23,7 +23,7 @@ _METRICS = flags.DEFINE_list(
 _CSV = flags.DEFINE_boolean('csv', False, 'CSV instead of Markdown.')
 
 
-def _state(workdir: pathlib.Path) -> str:
+def _state(workdir: pathlib.Path, last: dict | None) -> str:
   results = workdir / 'results.json'
   if results.exists():
     r = json.loads(results.read_text())
@@ -45,20 +45,26 @@ def _state(workdir: pathlib.Path) -> str:
       False: f'; stopped ({who} is gone)',
     }
     busy = busy.get(held['alive'], f'; lock held by {who}')
+  logged = ''
+  if last is not None:
+    logged = (
+      f'; last logged step {last["step"]} (epoch {last["epoch"]:.1f}),'
+      f' train loss {last["train/loss"]:.4f}'
+    )
   if not steps:
-    return f'not finished; no checkpoint yet{busy}'
-  return f'not finished; latest checkpoint step {max(steps)}{busy}'
+    return f'not finished; no checkpoint yet{logged}{busy}'
+  return f'not finished; latest checkpoint step {max(steps)}{logged}{busy}'
 
 
 def main(argv):
   for arg in argv[1:]:
     workdir = pathlib.Path(arg)
-    rows, select = report.learning_curve(workdir, _METRICS.value)
+    rows, select, last = report.learning_curve(workdir, _METRICS.value)
     columns = list(rows[0]) if rows else ['step', f'valid/{select}']
     table = report.csv_table if _CSV.value else report.markdown_table
     print(f'{workdir} (selected on valid {select})')
     print(table(rows, columns))
-    print(_state(workdir))
+    print(_state(workdir, last))
 
 
 if __name__ == '__main__':

@@ -18,8 +18,8 @@ def test_curve_of_a_finished_and_an_unfinished_run(tmp_path):
   c = sasrec_config.get_config('dataset=synthetic-seq,tiny')
   c.train.update(steps=15, eval_every=3, log_every=3)
   results = loop.train_and_evaluate(c, tmp_path)
-  rows, select = report.learning_curve(tmp_path, ['hr@10', 'ndcg@10'])
-  assert select == 'ndcg@10'
+  rows, select, last = report.learning_curve(tmp_path, ['hr@10', 'ndcg@10'])
+  assert select == 'ndcg@10' and last['step'] == 15
   curve = results['valid_curve']
   assert [r['step'] for r in rows] == [v['tag'] for v in curve]
   for row, v in zip(rows, curve, strict=True):
@@ -50,4 +50,6 @@ def test_curve_of_a_finished_and_an_unfinished_run(tmp_path):
     for r in rows
   ]
   out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
-  assert 'not finished; latest checkpoint step 15' in out.stdout
+  assert 'not finished; latest checkpoint step 15; last logged step 15' in (
+    out.stdout
+  )

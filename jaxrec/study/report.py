@@ -99,7 +99,7 @@ def run_row(workdir: str | pathlib.Path, metrics: Sequence[str]) -> dict:
 
 def learning_curve(
   workdir: str | pathlib.Path, metrics: Sequence[str] = ()
-) -> tuple[list[dict], str]:
+) -> tuple[list[dict], str, dict | None]:
   """The validation curve of one run, finished or still training.
 
   Read from the workdir's metrics.jsonl (what a resumed run kept), so it
@@ -114,7 +114,9 @@ def learning_curve(
     (rows, select): one row per validation, {'step', 'epoch', 'train/loss'
     (the window logged at that step), 'valid/<metric>' ..., 'best' ('*'
     where the selection metric set a new best; the first of equal values
-    wins, as in selection)}; and the selection metric's name.
+    wins, as in selection)}; the selection metric's name; and the last
+    logged training row ({'step', 'epoch', 'train/loss', ...}; None before
+    the first), which shows progress before the first validation.
 
   Raises:
     FileNotFoundError: no config.json or metrics.jsonl in `workdir`.
@@ -136,6 +138,7 @@ def learning_curve(
     if f'valid/{select}' in row:
       valid.append(row)
   rows, best = [], -float('inf')
+  last = train[max(train)] if train else None
   for v in valid:
     t = train.get(v['step'], {})
     value = v[f'valid/{select}']
@@ -150,4 +153,4 @@ def learning_curve(
         'best': '*' if new_best else '',
       }
     )
-  return rows, select
+  return rows, select, last
