@@ -7,6 +7,7 @@ import pathlib
 from typing import Sequence
 
 from jaxrec.study import seeds
+from jaxrec.train import record
 
 
 def _cell(value) -> str:
@@ -128,11 +129,7 @@ def learning_curve(
   select = json.loads((workdir / 'config.json').read_text())['eval']['select']
   shown = list(metrics) or [select]
   train, valid = {}, []
-  for line in (workdir / 'metrics.jsonl').read_text().splitlines():
-    try:
-      row = json.loads(line)
-    except json.JSONDecodeError:  # a line cut off by a kill mid-write
-      continue
+  for row in record.read_jsonl(workdir / 'metrics.jsonl'):
     if 'train/loss' in row:
       train[row['step']] = row
     if f'valid/{select}' in row:

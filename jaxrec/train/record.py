@@ -19,6 +19,7 @@ import time
 from typing import Any
 
 import numpy as np
+from absl import logging
 
 from jaxrec.eval import protocol
 
@@ -149,6 +150,21 @@ def append_jsonl(path: os.PathLike, obj: Any) -> None:
   with open(path, 'a') as f:
     f.write(json.dumps(protocol.json_ready(obj), allow_nan=False) + '\n')
     f.flush()
+
+
+def read_jsonl(path: os.PathLike) -> list[dict]:
+  """The rows of a JSON-lines file; a line cut off by a kill mid-write is
+  skipped with a warning naming file and line."""
+  path = pathlib.Path(path)
+  rows = []
+  for n, line in enumerate(path.read_text().splitlines(), 1):
+    try:
+      rows.append(json.loads(line))
+    except json.JSONDecodeError:
+      logging.warning(
+        '%s:%d: skipping an unreadable line %r', path, n, line[:80]
+      )
+  return rows
 
 
 def tree_sha256(tree: Any) -> str:

@@ -37,17 +37,11 @@ class MetricWriter:
   def __init__(self, workdir: pathlib.Path, resume_step: int):
     self.path = pathlib.Path(workdir) / 'metrics.jsonl'
     if self.path.exists():
-      keep = []
-      for n, line in enumerate(self.path.read_text().splitlines(), 1):
-        try:
-          row = json.loads(line)
-        except json.JSONDecodeError:  # a line cut off by a kill
-          logging.getLogger('absl').warning(
-            '%s:%d: dropping an unreadable line %r', self.path, n, line[:80]
-          )
-          continue
-        if row['step'] <= resume_step:
-          keep.append(line)
+      keep = [
+        json.dumps(row, allow_nan=False)  # as `record.append_jsonl` wrote it
+        for row in record.read_jsonl(self.path)
+        if row['step'] <= resume_step
+      ]
       record.write_text(self.path, ''.join(x + '\n' for x in keep))
     self._tb = tensorboardX.SummaryWriter(
       str(pathlib.Path(workdir) / 'tensorboard'),
