@@ -59,4 +59,9 @@ def base_config(dataset: str) -> mlc.ConfigDict:
   # Users per jitted ranking step: 512 is fastest on a 2-core CPU
   # (tools/bench.py); use 1024+ on accelerators.
   c.eval.chunk_size = 512
+  # Validation (selection, early stopping) reads this share of the users
+  # with a validation item, drawn by `select_seed`; test ranks every user.
+  # 1.0 = all (correct); DDRM's official code validates on 0.5 (seed 42).
+  c.eval.select_fraction = 1.0
+  c.eval.select_seed = 42
   return c

@@ -9,7 +9,7 @@ import diffrec_test
 from configs import ddrm as ddrm_config
 from jaxrec.data import batching, synthetic
 from jaxrec.models import ddrm, lightgcn
-from jaxrec.train import checkpoint, loop
+from jaxrec.train import checkpoint, fit_linear, loop
 
 
 def _model(split, **model):
@@ -155,3 +155,13 @@ def test_bad_settings_are_refused_by_name():
     ddrm_config.get_config('backbone=sgl')
   with pytest.raises(ValueError, match='backbone=mf only'):
     ddrm_config.get_config('backbone=lightgcn,official_mf_propagation')
+
+
+def test_official_validation_flag_validates_a_fixed_half():
+  official = ddrm_config.get_config('tiny,official_validation')
+  assert ddrm_config.get_config('tiny').eval.select_fraction == 1.0
+  split = synthetic.clustered_split(n_users=16, n_items=12, per_user=5)
+  rule = fit_linear.make_protocol(split, official.eval).record()['protocol']
+  n = int((split.valid.lengths > 0).sum())
+  assert rule['valid_users'].startswith(f'{n // 2} of the {n} users')
+  assert 'random.Random(42)' in rule['valid_users']

@@ -130,6 +130,59 @@ def test_ties_in_validation_keep_the_earliest_tag():
   assert p.best()[0] == 3
 
 
+def test_select_fraction_validates_a_fixed_share_and_tests_everyone():
+  split = synthetic.clustered_split(n_users=60, n_items=20)
+  rng = np.random.default_rng(2)
+  scorer = TableScorer(rng.random((60, 20)))
+  full = protocol.Protocol(split, ks=(5,), metrics=('ndcg',), select='ndcg@5')
+  half = protocol.Protocol(
+    split, ks=(5,), metrics=('ndcg',), select='ndcg@5', select_fraction=0.5
+  )
+  everyone = full.validate(scorer, 0)
+  some = half.validate(scorer, 0)
+  with_valid = np.flatnonzero(split.valid.lengths > 0)
+  assert len(some.users) == len(with_valid) // 2
+  assert set(some.users) < set(with_valid)
+  # The same users at every validation, and what they score is what they
+  # score among all users: only who is averaged changes.
+  assert half.validate(scorer, 1).users.tolist() == some.users.tolist()
+  at = np.searchsorted(everyone.users, some.users)
+  np.testing.assert_array_equal(
+    some.per_user['ndcg@5'], everyone.per_user['ndcg@5'][at]
+  )
+  assert some.metrics['ndcg@5'] == pytest.approx(
+    everyone.per_user['ndcg@5'][at].mean()
+  )
+  # DDRM's draw: the ascending ids shuffled by Python's random.Random(42).
+  order = [int(u) for u in with_valid]
+  __import__('random').Random(42).shuffle(order)
+  assert some.users.tolist() == sorted(order[: len(order) // 2])
+  other = protocol.Protocol(
+    split,
+    ks=(5,),
+    metrics=('ndcg',),
+    select='ndcg@5',
+    select_fraction=0.5,
+    select_seed=7,
+  )
+  assert other.validate(scorer, 0).users.tolist() != some.users.tolist()
+  # Test ranks every user, and the record says who validated.
+  assert half.final_test(scorer, 0).users.tolist() == (
+    full.final_test(scorer, 0).users.tolist()
+  )
+  assert half.record()['protocol']['valid_users'].startswith(
+    f'{len(some.users)} of the {len(with_valid)} users'
+  )
+  assert full.record()['protocol']['valid_users'] == (
+    'every user with a validation item'
+  )
+  for bad in (0.0, 1.5):
+    with pytest.raises(ValueError, match='select_fraction'):
+      protocol.Protocol(split, select='ndcg@20', select_fraction=bad)
+  with pytest.raises(ValueError, match='keeps none'):
+    protocol.Protocol(split, select='ndcg@20', select_fraction=0.001)
+
+
 def test_record_round_trips_through_json():
   split = synthetic.clustered_split(n_users=30, n_items=20)
   rng = np.random.default_rng(1)

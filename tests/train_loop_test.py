@@ -197,6 +197,19 @@ def test_config_change_is_refused_with_a_diff_unless_fresh(tmp_path):
   assert loop.config_diff(nested(512, 3), nested(512, 4)) == [
     'train.eval_every: 3 -> 4'
   ]
+  # A key added to the configs later reads, when a saved config lacks it,
+  # as the value that does what the saved run did; any other value differs.
+  before = {'eval': {'select': 'ndcg@20'}}
+  after = lambda fraction: {
+    'eval': {'select': 'ndcg@20', 'select_fraction': fraction}
+  }
+  assert loop.config_diff(before, after(1.0)) == []
+  assert loop.config_diff(before, after(0.5)) == [
+    'eval.select_fraction: 1.0 -> 0.5'
+  ]
+  assert loop.config_diff(after(0.5), before) == [
+    "eval.select_fraction: 0.5 -> '<absent>'"
+  ]
 
 
 def test_unreadable_latest_checkpoint_falls_back(tmp_path):

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import random
 from typing import Any, Literal
 
 import numpy as np
@@ -64,6 +65,26 @@ def exclusion(split: types.Split, which: types.Exclude) -> types.Part | None:
   )
 
 
+def selection_users(
+  valid: types.Part, fraction: float, seed: int
+) -> np.ndarray | None:
+  """The users validation ranks (`Protocol`'s `select_fraction`), int64 in
+  ascending order; None = every user with a validation item."""
+  if not 0.0 < fraction <= 1.0:
+    raise ValueError(f'eval.select_fraction={fraction} must be in (0, 1]')
+  if fraction == 1.0:
+    return None
+  order = np.flatnonzero(valid.lengths > 0).tolist()
+  random.Random(seed).shuffle(order)
+  keep = order[: int(len(order) * fraction)]
+  if not keep:
+    raise ValueError(
+      f'eval.select_fraction={fraction} keeps none of the {len(order)}'
+      ' users with a validation item'
+    )
+  return np.sort(np.asarray(keep, np.int64))
+
+
 def json_ready(x: Any) -> Any:
   """JSON-ready: numpy scalars to Python, non-finite floats to None."""
   if isinstance(x, dict):
@@ -91,6 +112,13 @@ class Protocol:
       the split's default.
     exclude_test: same, at test.
     chunk_size: users per jitted ranking step.
+    select_fraction: the share of the validation users whose metrics
+      validation computes (and so selection and early stopping read); 1.0 =
+      all. Below 1: the users with a validation item in ascending id order,
+      shuffled by Python's `random.Random(select_seed)`, first
+      floor(n * select_fraction) of them (DDRM's official validation: 0.5,
+      seed 42). Test always ranks every user.
+    select_seed: the seed of that shuffle.
   """
 
   def __init__(
@@ -102,6 +130,8 @@ class Protocol:
     exclude_valid: types.Exclude | None = None,
     exclude_test: types.Exclude | None = None,
     chunk_size: int = ranking.DEFAULT_CHUNK,
+    select_fraction: float = 1.0,
+    select_seed: int = 42,
   ):
     self.split = split
     self.ks = tuple(int(k) for k in ks)
@@ -118,6 +148,10 @@ class Protocol:
     }
     self._excluded = {s: exclusion(split, w) for s, w in self.exclude.items()}
     self.chunk_size = chunk_size
+    self.select_fraction, self.select_seed = select_fraction, select_seed
+    self._valid_users = selection_users(
+      split.valid, select_fraction, select_seed
+    )
     self.history: list[tuple[Any, dict[str, float]]] = []
     self._test: tuple[Any, EvalResult] | None = None
 
@@ -131,6 +165,7 @@ class Protocol:
       self.split.n_items,
       k=max(self.ks),
       chunk_size=self.chunk_size,
+      users=self._valid_users if stage == 'valid' else None,
     )
     per_user = metrics_lib.per_user(res.hits, res.n_gt, self.ks, self.metrics)
     cov = {
@@ -177,6 +212,17 @@ class Protocol:
     self._test = (tag, result)
     return result
 
+  def _users_rule(self) -> str:
+    if self._valid_users is None:
+      return 'every user with a validation item'
+    return (
+      f'{len(self._valid_users)} of the'
+      f' {int((self.split.valid.lengths > 0).sum())} users with a validation'
+      f' item (select_fraction {self.select_fraction}: ascending ids shuffled'
+      f' by random.Random({self.select_seed}), the first ones); test ranks'
+      ' every user'
+    )
+
   def record(self) -> dict:
     """The JSON-ready record of this protocol's runs."""
     out = {
@@ -194,6 +240,7 @@ class Protocol:
         'ties': TIE_RULE,
         'select_rule': f'max {self.select} on valid; earliest tag on a tie',
         'chunk_size': self.chunk_size,
+        'valid_users': self._users_rule(),
       },
       'valid_curve': [{'tag': t, 'metrics': m} for t, m in self.history],
     }

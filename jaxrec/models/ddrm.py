@@ -34,8 +34,9 @@ diffusion.py, utils.py `BPRLoss.call_bpr`, Procedure.py, train.py):
 - Adam, lr 1e-3, batch 2048, an epoch of n_train triples, validation every
   5 epochs on Recall@10, stopping after 5 validations without a new best
   but not before epoch 30. Official validation reads a fixed half of the
-  validation users (shuffled with seed 42); here every validation user
-  counts.
+  validation users (Python's random.Random(42) over the ascending ids);
+  here every validation user counts unless `eval.select_fraction` = 0.5
+  (configs/ddrm.py `official_validation`).
 """
 
 from __future__ import annotations

@@ -46,6 +46,8 @@ def make_protocol(split: types.Split, ev: mlc.ConfigDict):
     exclude_valid=ev.exclude_valid or None,
     exclude_test=ev.exclude_test or None,
     chunk_size=ev.chunk_size,
+    select_fraction=float(ev.get('select_fraction', 1.0)),
+    select_seed=int(ev.get('select_seed', 42)),
   )
 
 

@@ -168,14 +168,29 @@ OPERATIONAL_KEYS = (
 )
 
 
+# Keys added to the configs after runs were saved without them, each with
+# the value that does what those runs did: a saved config that lacks one
+# (here or in a nested stage's config) reads as holding that value.
+ADDED_KEYS = {'eval.select_fraction': 1.0, 'eval.select_seed': 42}
+
+
+def _matches(key: str, names) -> str | None:
+  return next((k for k in names if key == k or key.endswith(f'.{k}')), None)
+
+
 def _operational(key: str) -> bool:
-  return any(key == k or key.endswith(f'.{k}') for k in OPERATIONAL_KEYS)
+  return _matches(key, OPERATIONAL_KEYS) is not None
 
 
 def config_diff(saved: dict, wanted: dict) -> list[str]:
   """'key: saved -> wanted' for every differing (flattened) key, except
-  `OPERATIONAL_KEYS`."""
+  `OPERATIONAL_KEYS`; a key of `ADDED_KEYS` absent from `saved` reads as
+  its listed value."""
   a, b = _flatten(saved), _flatten(wanted)
+  for k in set(b) - set(a):
+    added = _matches(k, ADDED_KEYS)
+    if added is not None:
+      a[k] = ADDED_KEYS[added]
   return [
     f'{k}: {a.get(k, "<absent>")!r} -> {b.get(k, "<absent>")!r}'
     for k in sorted(set(a) | set(b))
