@@ -22,6 +22,11 @@ on packed rows (the machine's matmul rate varied 2x between sessions),
 22,363 users about 30 s (rows trimmed to each user's history,
 `ranking.length_groups`). 20 epochs between validations: 25-50 min with
 both cores. The latest state is also saved every `checkpoint_minutes`.
+ml-1m (`dataset=ml-1m`, same settings as the official code: max length
+50): 982,089 prefixes, 1,919 steps per epoch of 461 packed rows (users'
+histories are long, so packing saves little): at the padded step's 1.4 s
+about 45 min per epoch and 15 h between validations on 2 cores, a GPU job;
+one validation pass over 6,040 users of 50 items about 50 s.
 """
 
 import ml_collections as mlc

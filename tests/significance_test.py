@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import scipy.stats
 
-from jaxrec.study import significance
+from jaxrec.study import report, significance
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -112,3 +112,22 @@ def test_table_marks_what_differs_from_the_baseline(tmp_path):
     capture_output=True,
   )
   assert bad.returncode != 0 and b'no row of that model' in bad.stderr
+
+
+def test_official_batch_mean_hand_worked(tmp_path):
+  # 5 users in batches of 2: means 0.5, 1.0, 0.0 -> 0.5 (per user: 0.6).
+  hr = [1.0, 0.0, 1.0, 1.0, 0.0]
+  assert report.batch_mean(hr, 2) == pytest.approx(0.5)
+  assert report.batch_mean(hr, 5) == pytest.approx(0.6)
+  assert report.batch_mean(hr, 1) == pytest.approx(0.6)
+  with pytest.raises(ValueError, match='batch=0'):
+    report.batch_mean(hr, 0)
+  _run(tmp_path / 'a' / 'seed0', 'a', 0, {'hr@10': hr})
+  _run(tmp_path / 'a' / 'seed1', 'a', 1, {'hr@10': [0.0, 0.0, 1.0, 1.0, 1.0]})
+  # Seed 1: means 0.0, 1.0, 1.0 -> 2/3; over seeds 0.5 and 2/3.
+  row = report.run_row(tmp_path / 'a', ['hr@10'], batch=2)
+  assert row['hr@10'].startswith(f'{(0.5 + 2 / 3) / 2:.4f} +- ')
+  assert report.run_row(tmp_path / 'a', ['hr@10'])['hr@10'].startswith('0.6000')
+  _run(tmp_path / 'b', 'b', 0, {'hr@10': hr}, users=[0, 2, 1, 3, 4])
+  with pytest.raises(ValueError, match='not in user order'):
+    report.run_row(tmp_path / 'b', ['hr@10'], batch=2)

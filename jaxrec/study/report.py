@@ -6,6 +6,8 @@ import json
 import pathlib
 from typing import Sequence
 
+import numpy as np
+
 from jaxrec.study import seeds
 from jaxrec.train import record
 
@@ -61,9 +63,32 @@ def tested_runs(workdir: str | pathlib.Path) -> list[dict]:
   return [r for r in runs if 'test' in r]
 
 
-def run_row(workdir: str | pathlib.Path, metrics: Sequence[str]) -> dict:
+def batch_mean(values, batch: int) -> float:
+  """The mean of the means of consecutive `batch`-sized blocks of `values`,
+  the last (smaller) block weighing as much as a full one: how the
+  DiffuRec and ADRec official code average a metric over their evaluation
+  batches (512 users in ascending id order)."""
+  values = np.asarray(values, np.float64)
+  if batch < 1:
+    raise ValueError(f'batch={batch} must be >= 1')
+  if not len(values):
+    raise ValueError('no values to average')
+  blocks = range(0, len(values), batch)
+  return float(np.mean([values[i : i + batch].mean() for i in blocks]))
+
+
+def run_row(
+  workdir: str | pathlib.Path, metrics: Sequence[str], batch: int = 0
+) -> dict:
   """One table row of a run or a seeds folder: mean +- sample std of each
   test metric over the finished seeds, and which quirk flags were on.
+
+  Args:
+    workdir: a run, a seeds folder or a sweep's chosen point.
+    metrics: test metric names.
+    batch: 0 = each run's metric as recorded (the mean over users); N = the
+      mean of per-batch means over N consecutive users (`batch_mean`),
+      computed from the run's per-user test values.
 
   Raises:
     FileNotFoundError: no finished run under `workdir`.
@@ -90,12 +115,24 @@ def run_row(workdir: str | pathlib.Path, metrics: Sequence[str]) -> dict:
     values = [r['test']['metrics'].get(name) for r in runs]
     if any(v is None for v in values):
       raise KeyError(f'{workdir}: a run has no test metric {name!r}')
+    if batch:
+      values = [_batch_mean_of(r, name, batch, workdir) for r in runs]
     s = seeds.summarize(values)
     if s['n'] == 1:
       row[name] = f'{s["mean"]:.4f}'
     else:
       row[name] = f'{s["mean"]:.4f} +- {s["std"]:.4f}'
   return row
+
+
+def _batch_mean_of(run: dict, name: str, batch: int, workdir) -> float:
+  per_user = run['test'].get('per_user') or {}
+  if name not in per_user:
+    raise KeyError(f'{workdir}: no per-user test values of {name!r}')
+  users = np.asarray(per_user['users'])
+  if np.any(np.diff(users) <= 0):
+    raise ValueError(f'{workdir}: per-user test values not in user order')
+  return batch_mean(per_user[name], batch)
 
 
 def learning_curve(
