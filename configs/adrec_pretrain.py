@@ -14,6 +14,10 @@ from configs import adrec, common
 
 
 def get_config(arg: str | None = None) -> mlc.ConfigDict:
-  return adrec.pretrain_config(
-    common.parse_arg(arg, dataset='adrec-beauty', tiny=False)
+  a = common.parse_arg(
+    arg, dataset='adrec-beauty', tiny=False, official_eval=False
   )
+  c = adrec.pretrain_config(a)
+  if a.official_eval:  # as configs/adrec.py:official_eval
+    common.official_seq_eval(c)
+  return c

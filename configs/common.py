@@ -42,6 +42,14 @@ def parse_arg(arg: str | None, **defaults) -> mlc.ConfigDict:
   return out
 
 
+def official_seq_eval(c: mlc.ConfigDict) -> None:
+  """DiffuRec's and ADRec's official evaluation: HR and NDCG at 5, 10 and
+  20, each the mean of per-batch means over 512 users in ascending id
+  order, and the latest validation at which any of them improved is the
+  one kept (and resets patience)."""
+  c.eval.update(ks=(5, 10, 20), batch_mean=512, select_rule='any_new_max')
+
+
 def base_config(dataset: str) -> mlc.ConfigDict:
   """Fields shared by every experiment."""
   c = mlc.ConfigDict()
@@ -64,4 +72,10 @@ def base_config(dataset: str) -> mlc.ConfigDict:
   # 1.0 = all (correct); DDRM's official code validates on 0.5 (seed 42).
   c.eval.select_fraction = 1.0
   c.eval.select_seed = 42
+  # 0 = metrics are means over users; 512 = means of per-batch means over
+  # 512 consecutive users, and 'any_new_max' = keep the latest validation at
+  # which any HR@k / NDCG@k improved, as DiffuRec's and ADRec's official
+  # evaluation (`jaxrec.eval.protocol.Protocol`).
+  c.eval.batch_mean = 0
+  c.eval.select_rule = 'max'
   return c

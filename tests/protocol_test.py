@@ -183,6 +183,88 @@ def test_select_fraction_validates_a_fixed_share_and_tests_everyone():
     protocol.Protocol(split, select='ndcg@20', select_fraction=0.001)
 
 
+def _with_history(rule, rows):
+  """A protocol whose validation history is `rows` of metric dicts."""
+  split = synthetic.clustered_split(n_users=20, n_items=20)
+  p = protocol.Protocol(
+    split,
+    ks=(5, 10),
+    metrics=('hr', 'ndcg'),
+    select='ndcg@10',
+    select_rule=rule,
+  )
+  p.history = [(tag, m) for tag, m in rows]
+  return p
+
+
+def test_any_new_max_keeps_the_latest_tag_that_improved_anything():
+  m = lambda hr5, hr10, nd5, nd10: {
+    'hr@5': hr5,
+    'hr@10': hr10,
+    'ndcg@5': nd5,
+    'ndcg@10': nd10,
+  }
+  rows = [
+    (10, m(0.1, 0.2, 0.05, 0.08)),
+    (20, m(0.2, 0.3, 0.07, 0.10)),  # everything up
+    (30, m(0.1, 0.2, 0.06, 0.09)),  # nothing up
+    (40, m(0.1, 0.31, 0.06, 0.09)),  # only hr@10 up: kept, ndcg@10 lower
+    (50, m(0.2, 0.31, 0.07, 0.10)),  # ties only: not a new maximum
+  ]
+  assert _with_history('any_new_max', rows).best() == (40, 0.09)
+  assert _with_history('max', rows).best() == (20, 0.10)
+  assert _with_history('any_new_max', rows[:1]).best() == (10, 0.08)
+  p = _with_history('any_new_max', rows)
+  assert 'latest valid tag' in p.record()['protocol']['select_rule']
+  with pytest.raises(ValueError, match='select_rule'):
+    _with_history('best', rows)
+  split = synthetic.clustered_split(n_users=20, n_items=20)
+  with pytest.raises(ValueError, match='has neither'):
+    protocol.Protocol(
+      split,
+      ks=(5,),
+      metrics=('mrr',),
+      select='mrr@5',
+      select_rule='any_new_max',
+    )
+
+
+def test_batch_mean_averages_per_batch_at_valid_and_test():
+  split = synthetic.clustered_split(n_users=50, n_items=20)
+  scorer = TableScorer(np.random.default_rng(3).random((50, 20)))
+  kw = dict(ks=(5,), metrics=('hr', 'ndcg'), select='ndcg@5')
+  plain = protocol.Protocol(split, **kw)
+  batched = protocol.Protocol(split, batch_mean=8, **kw)
+  for p in (plain, batched):
+    p.validate(scorer, 0)
+  a, b = plain.final_test(scorer, 0), batched.final_test(scorer, 0)
+  np.testing.assert_array_equal(a.per_user['hr@5'], b.per_user['hr@5'])
+  for name in ('hr@5', 'ndcg@5'):
+    v = a.per_user[name]
+    want = np.mean([v[i : i + 8].mean() for i in range(0, len(v), 8)])
+    assert b.metrics[name] == pytest.approx(want, rel=1e-12)
+    assert a.metrics[name] == pytest.approx(v.mean(), rel=1e-12)
+  assert batched.history[0][1]['hr@5'] != plain.history[0][1]['hr@5']
+  assert batched.record()['protocol']['averaging'] == (
+    'mean of per-batch means over 8 consecutive users'
+  )
+  assert plain.record()['protocol']['averaging'] == 'mean over users'
+  with pytest.raises(ValueError, match='batch_mean=-1'):
+    protocol.Protocol(split, batch_mean=-1, **kw)
+
+
+def test_eval_quirks_lists_only_settings_changed_from_correct():
+  import ml_collections as mlc
+
+  ev = mlc.ConfigDict({'select_fraction': 1.0, 'batch_mean': 0})
+  assert protocol.eval_quirks(ev) == {}
+  ev.update(batch_mean=512, select_fraction=0.5)
+  assert protocol.eval_quirks(ev) == {
+    'eval.select_fraction': 0.5,
+    'eval.batch_mean': 512,
+  }
+
+
 def test_record_round_trips_through_json():
   split = synthetic.clustered_split(n_users=30, n_items=20)
   rng = np.random.default_rng(1)

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import scipy.stats
 
+from jaxrec.eval import metrics
 from jaxrec.study import report, significance
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -117,11 +118,11 @@ def test_table_marks_what_differs_from_the_baseline(tmp_path):
 def test_official_batch_mean_hand_worked(tmp_path):
   # 5 users in batches of 2: means 0.5, 1.0, 0.0 -> 0.5 (per user: 0.6).
   hr = [1.0, 0.0, 1.0, 1.0, 0.0]
-  assert report.batch_mean(hr, 2) == pytest.approx(0.5)
-  assert report.batch_mean(hr, 5) == pytest.approx(0.6)
-  assert report.batch_mean(hr, 1) == pytest.approx(0.6)
+  assert metrics.batch_mean(hr, 2) == pytest.approx(0.5)
+  assert metrics.batch_mean(hr, 5) == pytest.approx(0.6)
+  assert metrics.batch_mean(hr, 1) == pytest.approx(0.6)
   with pytest.raises(ValueError, match='batch=0'):
-    report.batch_mean(hr, 0)
+    metrics.batch_mean(hr, 0)
   _run(tmp_path / 'a' / 'seed0', 'a', 0, {'hr@10': hr})
   _run(tmp_path / 'a' / 'seed1', 'a', 1, {'hr@10': [0.0, 0.0, 1.0, 1.0, 1.0]})
   # Seed 1: means 0.0, 1.0, 1.0 -> 2/3; over seeds 0.5 and 2/3.

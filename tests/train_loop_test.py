@@ -399,3 +399,31 @@ def test_second_stop_signal_acts_as_before():
     with pytest.raises(KeyboardInterrupt):
       os.kill(os.getpid(), signal.SIGINT)
       time.sleep(1)
+
+
+def test_official_eval_is_recorded_and_selects_on_any_new_max(tmp_path):
+  config = importlib.import_module('configs.diffurec').get_config(
+    'dataset=synthetic-seq,tiny,official_eval'
+  )
+  config.train.update(steps=8, eval_every=2, patience=10)
+  results = loop.train_and_evaluate(config, tmp_path)
+  assert results['quirks'] == {
+    'mask_axis': 'key',
+    'padding_item': False,
+    'eval.batch_mean': 512,
+    'eval.select_rule': 'any_new_max',
+  }
+  assert results['protocol']['averaging'].startswith('mean of per-batch')
+  assert results['protocol']['ks'] == [5, 10, 20]
+  # The selected step is the latest at which any HR@k / NDCG@k rose.
+  curve = [(v['tag'], v['metrics']) for v in results['valid_curve']]
+  names = [f'{m}@{k}' for m in ('hr', 'ndcg') for k in (5, 10, 20)]
+  want, best = curve[0][0], {n: curve[0][1][n] for n in names}
+  for tag, m in curve[1:]:
+    if any(m[n] > best[n] for n in names):
+      want = tag
+    best = {n: max(best[n], m[n]) for n in names}
+  assert results['selected_step'] == want
+  # Few users: one batch, so the per-batch mean is the mean over users.
+  per_user = results['test']['per_user']['hr@10']
+  assert results['test']['metrics']['hr@10'] == pytest.approx(np.mean(per_user))

@@ -164,6 +164,20 @@ def means(values: dict[str, np.ndarray]) -> dict[str, float]:
   return ratio(aggregate(values))
 
 
+def batch_mean(values, batch: int) -> float:
+  """The mean of the means of consecutive `batch`-sized blocks of `values`
+  (users in ascending id order), the last, smaller block weighing as much
+  as a full one: how the DiffuRec and ADRec official code average a metric
+  over their evaluation batches of 512 users."""
+  values = np.asarray(values, np.float64)
+  if batch < 1:
+    raise ValueError(f'batch={batch} must be >= 1')
+  if not len(values):
+    raise ValueError('no values to average')
+  blocks = range(0, len(values), batch)
+  return float(np.mean([values[i : i + batch].mean() for i in blocks]))
+
+
 def coverage(topk: np.ndarray, n_items: int, k: int) -> float:
   """Share of all items that appear in at least one user's top k.
 

@@ -33,6 +33,7 @@ RECALL = {
   'recall_capped': 'hits@K / min(|GT|, K) (GiffCF)',
 }
 EXCLUDES = ('none', 'train', 'train+valid')
+SELECT_RULES = ('max', 'any_new_max')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,6 +64,21 @@ def exclusion(split: types.Split, which: types.Exclude) -> types.Part | None:
   raise ValueError(
     f"exclude={which!r}; expected 'none', 'train' or 'train+valid'"
   )
+
+
+# Evaluation settings that reproduce an official code's protocol, with
+# their correct values; a run lists those it changed among its quirks.
+EVAL_QUIRKS = {'select_fraction': 1.0, 'batch_mean': 0, 'select_rule': 'max'}
+
+
+def eval_quirks(ev) -> dict:
+  """{'eval.<key>': value} for each `EVAL_QUIRKS` key `ev` (config.eval)
+  sets away from its correct value."""
+  return {
+    f'eval.{k}': ev.get(k, correct)
+    for k, correct in EVAL_QUIRKS.items()
+    if ev.get(k, correct) != correct
+  }
 
 
 def selection_users(
@@ -119,6 +135,15 @@ class Protocol:
       floor(n * select_fraction) of them (DDRM's official validation: 0.5,
       seed 42). Test always ranks every user.
     select_seed: the seed of that shuffle.
+    batch_mean: 0 = every metric is the mean over users (correct). N = the
+      mean of per-batch means over N consecutive users in ascending id
+      order (`metrics.batch_mean`; DiffuRec's and ADRec's official
+      evaluation: 512), at validation and test alike.
+    select_rule: 'max' = the tag with the largest `select` (correct).
+      'any_new_max' = the latest tag at which any HR@k or NDCG@k (every k
+      in `ks`) reached a new maximum, as the DiffuRec and ADRec official
+      code keep their best model and count patience; `select` is then
+      only reported.
   """
 
   def __init__(
@@ -132,6 +157,8 @@ class Protocol:
     chunk_size: int = ranking.DEFAULT_CHUNK,
     select_fraction: float = 1.0,
     select_seed: int = 42,
+    batch_mean: int = 0,
+    select_rule: str = 'max',
   ):
     self.split = split
     self.ks = tuple(int(k) for k in ks)
@@ -142,6 +169,20 @@ class Protocol:
     if select not in names:
       raise KeyError(f'select={select!r} is not one of the metrics {names}')
     self.select = select
+    if select_rule not in SELECT_RULES:
+      raise ValueError(
+        f'eval.select_rule={select_rule!r}; expected one of {SELECT_RULES}'
+      )
+    self.select_rule = select_rule
+    self._any_of = [n for n in names if n.split('@')[0] in ('hr', 'ndcg')]
+    if select_rule == 'any_new_max' and not self._any_of:
+      raise ValueError(
+        "eval.select_rule='any_new_max' reads HR@k and NDCG@k; eval.metrics"
+        f' {list(self.metrics)} has neither'
+      )
+    if batch_mean < 0:
+      raise ValueError(f'eval.batch_mean={batch_mean} must be >= 0')
+    self.batch_mean = int(batch_mean)
     self.exclude = {
       'valid': exclude_valid or split.exclude_valid,
       'test': exclude_test or split.exclude_test,
@@ -172,7 +213,14 @@ class Protocol:
       f'coverage@{k}': metrics_lib.coverage(res.topk, self.split.n_items, k)
       for k in self.ks
     }
-    return EvalResult(metrics_lib.means(per_user), per_user, res.users, cov)
+    if self.batch_mean and len(res.users):
+      means = {
+        k: metrics_lib.batch_mean(v, self.batch_mean)
+        for k, v in per_user.items()
+      }
+    else:
+      means = metrics_lib.means(per_user)
+    return EvalResult(means, per_user, res.users, cov)
 
   def validate(self, scorer, tag) -> EvalResult:
     """Ranks validation; remembers `(tag, metrics)` for selection."""
@@ -183,7 +231,10 @@ class Protocol:
     return result
 
   def best(self) -> tuple[Any, float]:
-    """(tag, value) best on `select`; the earliest tag wins a tie."""
+    """(tag, value of `select`) of the selected tag: under 'max' the
+    largest `select`, the earliest tag winning a tie; under 'any_new_max'
+    the latest tag at which any HR@k or NDCG@k exceeded all earlier
+    values (the first validation always does)."""
     if not self.history:
       raise RuntimeError('no validation has run yet')
     values = np.array([m[self.select] for _, m in self.history], np.float64)
@@ -192,7 +243,16 @@ class Protocol:
         f'{self.select} is NaN at every validation (no user with a valid'
         ' item?); nothing to select'
       )
-    i = int(np.nanargmax(values))  # the first of equal maxima
+    if self.select_rule == 'any_new_max':
+      table = np.array(
+        [[m[n] for n in self._any_of] for _, m in self.history], np.float64
+      )
+      i = 0
+      for j in range(1, len(table)):
+        if np.any(table[j] > np.nanmax(table[:j], axis=0)):
+          i = j
+    else:
+      i = int(np.nanargmax(values))  # the first of equal maxima
     return self.history[i][0], float(values[i])
 
   def final_test(self, scorer, tag) -> EvalResult:
@@ -211,6 +271,14 @@ class Protocol:
     result = self._evaluate(scorer, 'test')
     self._test = (tag, result)
     return result
+
+  def _select_rule(self) -> str:
+    if self.select_rule == 'any_new_max':
+      return (
+        f'the latest valid tag at which any of {self._any_of} reached a new'
+        f' maximum (official DiffuRec / ADRec); {self.select} reported'
+      )
+    return f'max {self.select} on valid; earliest tag on a tie'
 
   def _users_rule(self) -> str:
     if self._valid_users is None:
@@ -238,7 +306,12 @@ class Protocol:
         'ndcg': 'binary gain 1/log2(rank + 2); ideal over min(|GT|, K)',
         'users': 'users with a non-empty ground truth; others not counted',
         'ties': TIE_RULE,
-        'select_rule': f'max {self.select} on valid; earliest tag on a tie',
+        'select_rule': self._select_rule(),
+        'averaging': (
+          f'mean of per-batch means over {self.batch_mean} consecutive users'
+          if self.batch_mean
+          else 'mean over users'
+        ),
         'chunk_size': self.chunk_size,
         'valid_users': self._users_rule(),
       },

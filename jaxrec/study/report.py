@@ -8,6 +8,7 @@ from typing import Sequence
 
 import numpy as np
 
+from jaxrec.eval import metrics as metrics_lib
 from jaxrec.study import seeds
 from jaxrec.train import record
 
@@ -63,20 +64,6 @@ def tested_runs(workdir: str | pathlib.Path) -> list[dict]:
   return [r for r in runs if 'test' in r]
 
 
-def batch_mean(values, batch: int) -> float:
-  """The mean of the means of consecutive `batch`-sized blocks of `values`,
-  the last (smaller) block weighing as much as a full one: how the
-  DiffuRec and ADRec official code average a metric over their evaluation
-  batches (512 users in ascending id order)."""
-  values = np.asarray(values, np.float64)
-  if batch < 1:
-    raise ValueError(f'batch={batch} must be >= 1')
-  if not len(values):
-    raise ValueError('no values to average')
-  blocks = range(0, len(values), batch)
-  return float(np.mean([values[i : i + batch].mean() for i in blocks]))
-
-
 def run_row(
   workdir: str | pathlib.Path, metrics: Sequence[str], batch: int = 0
 ) -> dict:
@@ -87,8 +74,8 @@ def run_row(
     workdir: a run, a seeds folder or a sweep's chosen point.
     metrics: test metric names.
     batch: 0 = each run's metric as recorded (the mean over users); N = the
-      mean of per-batch means over N consecutive users (`batch_mean`),
-      computed from the run's per-user test values.
+      mean of per-batch means over N consecutive users
+      (`metrics.batch_mean`), from the run's per-user test values.
 
   Raises:
     FileNotFoundError: no finished run under `workdir`.
@@ -132,7 +119,7 @@ def _batch_mean_of(run: dict, name: str, batch: int, workdir) -> float:
   users = np.asarray(per_user['users'])
   if np.any(np.diff(users) <= 0):
     raise ValueError(f'{workdir}: per-user test values not in user order')
-  return batch_mean(per_user[name], batch)
+  return metrics_lib.batch_mean(per_user[name], batch)
 
 
 def learning_curve(

@@ -48,6 +48,8 @@ def make_protocol(split: types.Split, ev: mlc.ConfigDict):
     chunk_size=ev.chunk_size,
     select_fraction=float(ev.get('select_fraction', 1.0)),
     select_seed=int(ev.get('select_seed', 42)),
+    batch_mean=int(ev.get('batch_mean', 0)),
+    select_rule=str(ev.get('select_rule', 'max')),
   )
 
 
@@ -141,6 +143,7 @@ def _fit_and_evaluate(config, workdir, split, start, environment) -> dict:
     fits=fits,
     wall_s=time.time() - start,
     seed=config.seed,
+    quirks=protocol_lib.eval_quirks(config.eval),
     environment=environment,
   )
   record.write_json(workdir / 'results.json', results)

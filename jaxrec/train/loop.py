@@ -171,7 +171,12 @@ OPERATIONAL_KEYS = (
 # Keys added to the configs after runs were saved without them, each with
 # the value that does what those runs did: a saved config that lacks one
 # (here or in a nested stage's config) reads as holding that value.
-ADDED_KEYS = {'eval.select_fraction': 1.0, 'eval.select_seed': 42}
+ADDED_KEYS = {
+  'eval.select_fraction': 1.0,
+  'eval.select_seed': 42,
+  'eval.batch_mean': 0,
+  'eval.select_rule': 'max',
+}
 
 
 def _matches(key: str, names) -> str | None:
@@ -794,7 +799,10 @@ def _train_and_evaluate(
     steps_per_epoch=per_epoch,
     stopped_early=stopped,
     seed=config.seed,
-    quirks={k: config.model[k] for k in getattr(model, 'QUIRKS', ())},
+    quirks={
+      **{k: config.model[k] for k in getattr(model, 'QUIRKS', ())},
+      **protocol_lib.eval_quirks(config.eval),
+    },
     devices=[str(d) for d in jax.devices()],
     # 'score': the most traces of any one batch shape (1 = none retraced);
     # 'score_shapes': how many shapes were ranked (trimmed length groups).
