@@ -58,6 +58,9 @@ _QUIRKS = {'mask_axis': 'key', 'padding_item': False}
 # Train on packed rows (same numbers from ~5x fewer positions); applies
 # with mask_axis='key' only (under the quirk, padding changes real outputs).
 _PACK = {'pack': True}
+# Linear layers start as the official code's (PyTorch's initialisation,
+# `jaxrec.models.adrec.OFFICIAL_INIT`); 'flax' uses Flax's defaults.
+_INIT = {'init': 'official'}
 
 
 def _train(tiny: bool) -> mlc.ConfigDict:
@@ -108,6 +111,7 @@ def pretrain_config(a: mlc.ConfigDict) -> mlc.ConfigDict:
       'emb_dropout': 0.3,
       **_QUIRKS,
       **_PACK,
+      **_INIT,
     }
   )
   c.optim = _optim()
@@ -140,6 +144,7 @@ def get_config(arg: str | None = None) -> mlc.ConfigDict:
       'mse_weight': 1.0,
       **_QUIRKS,
       **_PACK,
+      **_INIT,
       'leaky_freeze': False,  # official: True
       'kv_reuse': True,  # same scores; False recomputes every step
       'eval_seed': 0,

@@ -60,6 +60,8 @@ def get_config(arg: str | None = None) -> mlc.ConfigDict:
       # applies with mask_axis='key' only.
       'pack': True,
       'eval_seed': 0,  # the reverse process's noise at ranking
+      # PyTorch's initialisation as the official code ('flax': Flax's).
+      'init': 'official',
     }
   )
   c.optim = optim.default_config()

@@ -28,7 +28,10 @@ attention weights, FFN and residuals), no position embeddings, embedding
 dropout 0.3 before the history LayerNorm, sinusoidal t-embedding (cos
 first) of t * 1000 / T through Linear(4D)-SiLU-Linear(D), truncated-linear
 T = 32, MSE averaged over each sequence's real positions then over the
-batch and width, CE token-level over the batch.
+batch and width, CE token-level over the batch. Linear layers start as the
+official code's (`model.init='official'`, `OFFICIAL_INIT` and
+`OFFICIAL_PRETRAIN_INIT`); `'flax'` uses Flax's defaults (runs saved before
+the key existed).
 
 Official quirks behind flags (defaults are the correct behaviour):
   mask_axis='query'   padded queries are flattened (uniform over their
@@ -56,10 +59,28 @@ from jaxrec.data import batching, types
 from jaxrec.diffusion import forward, samplers, schedules, timesteps
 from jaxrec.models import dot, prefix
 from jaxrec.nn import dropout as dropout_lib
-from jaxrec.nn import transformer
+from jaxrec.nn import inits, transformer
 
 
-def _blocks(n: int, heads: int, dropout: float):
+# The official code's initialisation (`model.init='official'`): ADRec's
+# blocks (common.py) re-draw every attention and feed-forward kernel with
+# xavier_normal_ and keep nn.Linear's default biases, its time MLP keeps
+# nn.Linear's defaults; the pre-training model (sasrec.py `_init_weights`)
+# draws every Linear kernel from N(0, 0.1) with zero biases.
+OFFICIAL_INIT = inits.LinearInit('xavier', 'xavier', 'xavier', 'torch')
+OFFICIAL_PRETRAIN_INIT = inits.LinearInit(
+  'normal_0.1', 'normal_0.1', 'normal_0.1', 'zeros'
+)
+INITS = ('official', 'flax')
+
+
+def _check_init(init: str) -> str:
+  if init not in INITS:
+    raise ValueError(f'model.init={init!r}; expected one of {INITS}')
+  return init
+
+
+def _blocks(n: int, heads: int, dropout: float, init=inits.FLAX):
   return [
     transformer.Block(
       heads,
@@ -69,6 +90,7 @@ def _blocks(n: int, heads: int, dropout: float):
       ln_eps=1e-12,
       fast_dropout=True,
       norm_first=False,
+      linear_init=init,
     )
     for _ in range(n)
   ]
@@ -87,6 +109,7 @@ class ADRecNet(nn.Module):
   lambda_uncertainty: float
   steps: int
   mask_axis: transformer.MaskAxis = 'key'
+  param_init: str = 'official'  # config.model.init
 
   def setup(self):
     self.item_emb = nn.Embed(
@@ -94,9 +117,14 @@ class ADRecNet(nn.Module):
     )
     self.emb_drop = dropout_lib.Dropout(self.emb_dropout)
     self.hist_norm = nn.LayerNorm(epsilon=1e-12)
-    self.cam = _blocks(self.cam_blocks, self.heads, self.dropout)
-    self.time_mlp = [nn.Dense(4 * self.dim), nn.Dense(self.dim)]
-    self.denoiser = _blocks(self.blocks, self.heads, self.dropout)
+    d, official = self.dim, _check_init(self.param_init) == 'official'
+    block_init = OFFICIAL_INIT if official else inits.FLAX
+    self.cam = _blocks(self.cam_blocks, self.heads, self.dropout, block_init)
+    if official:
+      self.time_mlp = [inits.torch_dense(4 * d, d), inits.torch_dense(d, 4 * d)]
+    else:
+      self.time_mlp = [nn.Dense(4 * d), nn.Dense(d)]
+    self.denoiser = _blocks(self.blocks, self.heads, self.dropout, block_init)
 
   def mask(self, seq) -> transformer.Mask:
     return transformer.attention_mask(seq > 0, True, self.mask_axis)
@@ -177,6 +205,7 @@ class ADRecPretrainNet(nn.Module):
   dropout: float
   emb_dropout: float
   mask_axis: transformer.MaskAxis = 'key'
+  param_init: str = 'official'  # config.model.init
 
   def setup(self):
     self.item_emb = nn.Embed(
@@ -184,7 +213,9 @@ class ADRecPretrainNet(nn.Module):
     )
     self.in_norm = nn.LayerNorm(epsilon=1e-5)
     self.emb_drop = dropout_lib.Dropout(self.emb_dropout)
-    self.cam = _blocks(self.cam_blocks, self.heads, self.dropout)
+    official = _check_init(self.param_init) == 'official'
+    block_init = OFFICIAL_PRETRAIN_INIT if official else inits.FLAX
+    self.cam = _blocks(self.cam_blocks, self.heads, self.dropout, block_init)
 
   def __call__(self, seq, train: bool, mask=None):
     h = self.emb_drop(self.in_norm(self.item_emb(seq)), not train)
@@ -349,6 +380,7 @@ class ADRecPretrain(_NextItemHost):
       c.dropout,
       c.emb_dropout,
       c.mask_axis,
+      c.get('init', 'flax'),
     )
 
   def init(self, rng: jax.Array, batch: dict):
@@ -405,6 +437,7 @@ class ADRec(_NextItemHost):
       c.lambda_uncertainty,
       c.steps,
       c.mask_axis,
+      c.get('init', 'flax'),
     )
 
   @property

@@ -13,7 +13,11 @@ Facts from the official code (src/diffurec.py, src/model.py, src/main.py):
 item embeddings N(0, 1) init, embedding dropout 0.3 then LayerNorm (1e-12),
 no position embeddings, 4 heads, GELU FFN of 4x width, dropout 0.1, the
 approximator's output LayerNorm after dropout, timesteps rescaled by 1000/T
-before the sinusoidal embedding, a 2-layer SiLU MLP for it.
+before the sinusoidal embedding, a 2-layer SiLU MLP for it. Linear layers
+start as PyTorch's (`model.init='official'`, `OFFICIAL_INIT`): query/key/
+value and the time MLP nn.Linear's U(+-1/sqrt(fan_in)), the attention output
+and feed-forward kernels xavier_normal_; `'flax'` uses Flax's defaults
+(runs saved before the key existed).
 
 Official quirks behind flags (defaults are the correct behaviour):
   mask_axis='query'  the padding mask is built on the query axis, so real
@@ -39,7 +43,20 @@ from jaxrec.data import batching, types
 from jaxrec.diffusion import forward, samplers, timesteps
 from jaxrec.models import dot, prefix
 from jaxrec.nn import dropout as dropout_lib
-from jaxrec.nn import transformer
+from jaxrec.nn import inits, transformer
+
+
+# The official code's blocks: nn.Linear's defaults for the query, key and
+# value projections, xavier_normal_ for the output projection and both
+# feed-forward kernels, nn.Linear's default biases.
+OFFICIAL_INIT = inits.LinearInit('torch', 'xavier', 'xavier', 'torch')
+INITS = ('official', 'flax')
+
+
+def check_init(init: str) -> str:
+  if init not in INITS:
+    raise ValueError(f'model.init={init!r}; expected one of {INITS}')
+  return init
 
 
 class DiffuRecNet(nn.Module):
@@ -54,13 +71,18 @@ class DiffuRecNet(nn.Module):
   lambda_uncertainty: float
   steps: int
   mask_axis: transformer.MaskAxis = 'key'
+  param_init: str = 'official'  # config.model.init
 
   def setup(self):
     self.item_emb = nn.Embed(
       self.n_items + 1, self.dim, embedding_init=nn.initializers.normal(1.0)
     )
     self.emb_norm = nn.LayerNorm(epsilon=1e-12)
-    self.time_mlp = [nn.Dense(4 * self.dim), nn.Dense(self.dim)]
+    d = self.dim
+    if check_init(self.param_init) == 'official':
+      self.time_mlp = [inits.torch_dense(4 * d, d), inits.torch_dense(d, 4 * d)]
+    else:
+      self.time_mlp = [nn.Dense(4 * d), nn.Dense(d)]
     self.layers = [
       transformer.Block(
         self.heads,
@@ -70,6 +92,9 @@ class DiffuRecNet(nn.Module):
         out_dropout=True,
         ln_eps=1e-12,
         fast_dropout=True,
+        linear_init=OFFICIAL_INIT
+        if self.param_init == 'official'
+        else inits.FLAX,
       )
       for _ in range(self.blocks)
     ]
@@ -187,6 +212,7 @@ class DiffuRec(prefix.PrefixModel, dot.DotScore):
       c.lambda_uncertainty,
       c.steps,
       c.mask_axis,
+      c.get('init', 'flax'),
     )
 
   # Host side ---------------------------------------------------------------

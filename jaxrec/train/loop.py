@@ -176,6 +176,9 @@ ADDED_KEYS = {
   'eval.select_seed': 42,
   'eval.batch_mean': 0,
   'eval.select_rule': 'max',
+  # DiffuRec's and ADRec's PyTorch initialisation came later: runs before
+  # it started from Flax's.
+  'model.init': 'flax',
 }
 
 
