@@ -80,10 +80,14 @@ def test_run_record(tmp_path):
   saved = json.loads((tmp_path / 'config.json').read_text())
   assert saved['train']['steps'] == 24
   # experiments/eval.py re-ranks the best checkpoint: the same test figures.
-  again = loop.evaluate_best(tmp_path)
+  again = loop.evaluate_best(tmp_path, batch_mean=40)
   assert again['step'] == results['selected_step']
   assert again['test'] == results['test']['metrics']
   assert again['params_sha256'] == results['params_sha256']['selected']
+  # 96 users in batches of 40, 40 and 16: the official averaging.
+  v = np.asarray(results['test']['per_user']['hr@10'])
+  want = np.mean([v[:40].mean(), v[40:80].mean(), v[80:].mean()])
+  assert again['test_batch_mean']['hr@10'] == pytest.approx(want)
   # Re-running a finished workdir returns its results without training.
   again = loop.train_and_evaluate(
     _config(steps=24, eval_every=6, log_every=3), tmp_path

@@ -47,6 +47,7 @@ from jax.experimental import multihost_utils
 
 from jaxrec import models
 from jaxrec.data import batching, types
+from jaxrec.eval import metrics as metrics_lib
 from jaxrec.eval import protocol as protocol_lib
 from jaxrec.train import (
   checkpoint,
@@ -507,12 +508,14 @@ def _with_params(state: TrainState, new: dict, tx, sharding) -> TrainState:
   return jax.device_put(fresh, sharding)
 
 
-def evaluate_best(workdir: str | pathlib.Path) -> dict:
+def evaluate_best(workdir: str | pathlib.Path, batch_mean: int = 0) -> dict:
   """Re-ranks valid and test with a finished or running workdir's best
   checkpoint (experiments/eval.py); writes and returns eval.json's dict.
 
   This re-measures the state validation already selected; it selects
-  nothing, so it cannot leak test data into a choice.
+  nothing, so it cannot leak test data into a choice. `batch_mean` N > 0
+  adds 'test_batch_mean': the test metrics averaged as the DiffuRec /
+  ADRec official code does (`metrics.batch_mean` over N users).
   """
   workdir = pathlib.Path(workdir)
   config = mlc.ConfigDict(json.loads((workdir / 'config.json').read_text()))
@@ -534,6 +537,17 @@ def evaluate_best(workdir: str | pathlib.Path) -> dict:
     'valid': valid.metrics,
     'test': test.metrics,
     'test_coverage': test.coverage,
+    **(
+      {
+        'test_batch_mean': {
+          k: metrics_lib.batch_mean(v, batch_mean)
+          for k, v in test.per_user.items()
+        },
+        'batch_mean': batch_mean,
+      }
+      if batch_mean
+      else {}
+    ),
     'params_sha256': record.tree_sha256(state.params),
     'environment': record.environment(),
   }
