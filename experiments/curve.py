@@ -59,7 +59,10 @@ def _state(workdir: pathlib.Path, last: dict | None) -> str:
 def main(argv):
   for arg in argv[1:]:
     workdir = pathlib.Path(arg)
-    rows, select, last = report.learning_curve(workdir, _METRICS.value)
+    try:
+      rows, select, last = report.learning_curve(workdir, _METRICS.value)
+    except KeyError as e:  # a metric name the run never logged
+      raise app.UsageError(e.args[0]) from e
     columns = list(rows[0]) if rows else ['step', f'valid/{select}']
     table = report.csv_table if _CSV.value else report.markdown_table
     print(f'{workdir} (selected on valid {select})')

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from configs import sasrec as sasrec_config
 from jaxrec.study import report
@@ -34,6 +35,13 @@ def test_curve_of_a_finished_and_an_unfinished_run(tmp_path):
     v['tag'] for i, v in enumerate(curve) if values[i] > max(values[:i] or [-1])
   ]
   assert stars[-1] == results['selected_step']
+  # Names as logged ('valid/hr@10') read the same; unknown ones are named.
+  assert report.learning_curve(tmp_path, ['valid/hr@10'])[0] == [
+    {k: r[k] for k in ('step', 'epoch', 'train/loss', 'valid/hr@10', 'best')}
+    for r in rows
+  ]
+  with pytest.raises(KeyError, match=r"no validation metric \['hr@100'\]"):
+    report.learning_curve(tmp_path, ['hr@100'])
 
   env = {**os.environ, 'JAX_PLATFORMS': 'cpu'}
   cmd = [sys.executable, '-m', 'experiments.curve', str(tmp_path)]

@@ -151,13 +151,19 @@ def learning_curve(
     if not (workdir / name).exists():
       raise FileNotFoundError(f'{workdir}: no {name}; is it a run folder?')
   select = json.loads((workdir / 'config.json').read_text())['eval']['select']
-  shown = list(metrics) or [select]
+  shown = [m.removeprefix('valid/') for m in metrics] or [select]
   train, valid = {}, []
   for row in record.read_jsonl(workdir / 'metrics.jsonl'):
     if 'train/loss' in row:
       train[row['step']] = row
     if f'valid/{select}' in row:
       valid.append(row)
+  logged = {k[len('valid/') :] for k in valid[0] if k.startswith('valid/')}
+  unknown = [m for m in shown if valid and m not in logged]
+  if unknown:
+    raise KeyError(
+      f'{workdir}: no validation metric {unknown}; logged: {sorted(logged)}'
+    )
   rows, best = [], -float('inf')
   last = train[max(train)] if train else None
   for v in valid:
