@@ -209,7 +209,8 @@ def test_config_change_is_refused_with_a_diff_unless_fresh(tmp_path):
   }
   assert loop.config_diff(before, after(1.0)) == []
   assert loop.config_diff(before, after(0.5)) == [
-    'eval.select_fraction: 1.0 -> 0.5'
+    'eval.select_fraction: 1.0 -> 0.5 (the saved config predates the key;'
+    ' to resume the run as it started, pass --config.eval.select_fraction=1.0)'
   ]
   assert loop.config_diff(after(0.5), before) == [
     "eval.select_fraction: 0.5 -> '<absent>'"

@@ -196,12 +196,20 @@ def config_diff(saved: dict, wanted: dict) -> list[str]:
   `OPERATIONAL_KEYS`; a key of `ADDED_KEYS` absent from `saved` reads as
   its listed value."""
   a, b = _flatten(saved), _flatten(wanted)
+  older = set()  # keys the saved config predates
   for k in set(b) - set(a):
     added = _matches(k, ADDED_KEYS)
     if added is not None:
       a[k] = ADDED_KEYS[added]
+      older.add(k)
   return [
     f'{k}: {a.get(k, "<absent>")!r} -> {b.get(k, "<absent>")!r}'
+    + (
+      f' (the saved config predates the key; to resume the run as it'
+      f' started, pass --config.{k}={a[k]})'
+      if k in older
+      else ''
+    )
     for k in sorted(set(a) | set(b))
     if a.get(k, '<absent>') != b.get(k, '<absent>') and not _operational(k)
   ]
