@@ -6,6 +6,10 @@
 
 `configs/adrec.py` runs this stage itself in `<workdir>/pretrain`; this
 config exists to train or inspect it on its own.
+
+Memory: the train step per device, as XLA accounts it (`python -m
+tools.memory --config=configs/adrec_pretrain.py`): adrec-beauty, batch 512:
+320 MiB, of which 13.5 MiB state and batch.
 """
 
 import ml_collections as mlc

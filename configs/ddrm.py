@@ -33,6 +33,9 @@ Official code on these files (REFERENCE.md, MF): test Recall@20
 Memory: the backbone ((U + I) x 64) and two denoisers of about
 (138 x 1000 + 2 x 1000 x 100 + 1000 x 64) floats (MF); ranking holds
 [chunk, I] dense history rows and [chunk, I] scores.
+Train step per device, as XLA accounts it (`python -m tools.memory
+--config=configs/ddrm.py`): ML-1M noisy, batch 2048, MF backbone: 69 MiB, of
+which 16.2 MiB state and batch.
 """
 
 import ml_collections as mlc

@@ -26,6 +26,9 @@ NDCG@10 0.0862, NDCG@20 0.1094.
 Memory: the denoiser's weights are about 2 x (I + 10) x 600 floats (7 MB at
 I = 2,810); each batch holds dense [400, I] rows (4.5 MB); ranking holds
 [chunk, I] rows and scores per step.
+Train step per device, as XLA accounts it (`python -m tools.memory
+--config=configs/diffrec.py`): ML-1M clean, batch 400: 74 MiB, of which 45.7
+MiB state and batch.
 """
 
 import ml_collections as mlc
@@ -99,6 +102,7 @@ def training(c: mlc.ConfigDict, tiny: bool) -> None:
       'patience': 3,  # validations without a new best (20 epochs)
       'log_every': 15,  # steps (one epoch of ML-1M)
       'checkpoint_minutes': 10.0,
+      'max_memory_bytes': 0,  # per device; 0: the device's memory
       'distributed': False,
     }
   )

@@ -12,6 +12,10 @@ validation every 10 epochs. Leave-one-out, nothing
 excluded, selected on validation NDCG@10. Each validation runs 200 guided
 reverse steps (two denoiser calls each) per user: cheap, the denoiser is
 one linear layer.
+
+Memory: the train step per device, as XLA accounts it (`python -m
+tools.memory --config=configs/dreamrec.py`): Beauty, batch 256: 31 MiB, of
+which 9.5 MiB state and batch.
 """
 
 import ml_collections as mlc
@@ -51,6 +55,7 @@ def get_config(arg: str | None = None) -> mlc.ConfigDict:
       'patience': 5,
       'log_every': 100,
       'checkpoint_minutes': 10.0,  # latest state also saved this often
+      'max_memory_bytes': 0,  # per device; 0: the device's memory
       'distributed': False,
     }
   )

@@ -23,6 +23,9 @@ input, as the official code does (default: the clean input).
 
 Memory: encoders and decoder about 2 x I x 300 floats, the denoiser
 about 2 x 310 x 300; batches are dense [400, I] rows.
+Train step per device, as XLA accounts it (`python -m tools.memory
+--config=configs/ldiffrec.py`): ML-1M clean, batch 400: 51 MiB, of which
+26.1 MiB state and batch.
 """
 
 import ml_collections as mlc

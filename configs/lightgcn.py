@@ -13,6 +13,9 @@ per epoch on ML-1M clean (2026-12-02), so a run is hours.
 
 Memory: MF-BPR's, plus the normalised graph (2 nnz entries: 10 MB at
 ML-1M) and K + 1 copies of the (U + I) x 64 embeddings in a step.
+Train step per device, as XLA accounts it (`python -m tools.memory
+--config=configs/lightgcn.py`): ML-1M clean, batch 2048: 21 MiB, of which
+6.4 MiB state and batch.
 """
 
 import ml_collections as mlc

@@ -16,6 +16,9 @@ on one CPU core.
 
 Memory: (U + I) x 64 floats of parameters and twice that of Adam state
 (7 MB at ML-1M); batches of 3 x 2048 ids; ranking holds [chunk, I] scores.
+Train step per device, as XLA accounts it (`python -m tools.memory
+--config=configs/mf.py`): ML-1M clean, batch 2048: 14 MiB, of which 6.4 MiB
+state and batch.
 """
 
 import ml_collections as mlc
@@ -55,6 +58,7 @@ def training(c: mlc.ConfigDict, tiny: bool) -> None:
       'patience': 5,
       'log_every': 210,
       'checkpoint_minutes': 10.0,
+      'max_memory_bytes': 0,  # per device; 0: the device's memory
       'distributed': False,
     }
   )

@@ -9,6 +9,10 @@ DiffuRec's paper lists SASRec on Beauty at HR@10 6.26 % / NDCG@10 3.09 %;
 the CE-trained SASRec here should beat that (README: results).
 `dataset=ml-1m` uses max_len 200 and dropout 0.2 (denser data).
 On a 2-core CPU, Beauty takes about 10 s per epoch (175 steps of 128).
+
+Memory: the train step per device, as XLA accounts it (`python -m
+tools.memory --config=configs/sasrec.py`): Beauty, batch 128: 216 MiB, of
+which 9.5 MiB state and batch.
 """
 
 import ml_collections as mlc
@@ -44,6 +48,7 @@ def get_config(arg: str | None = None) -> mlc.ConfigDict:
       'patience': 10,  # validations without a new best
       'log_every': 50,
       'checkpoint_minutes': 10.0,  # latest state also saved this often
+      'max_memory_bytes': 0,  # per device; 0: the device's memory
       'distributed': False,  # jax.distributed.initialize() (multi-host)
     }
   )

@@ -52,6 +52,7 @@ from jaxrec.eval import protocol as protocol_lib
 from jaxrec.train import (
   checkpoint,
   fit_linear,
+  memory,
   optim,
   parallel,
   pcgrad,
@@ -157,14 +158,16 @@ def _flatten(d: dict, prefix: str = '') -> dict:
   return out
 
 
-# Keys that say how a run reports, saves and batches its ranking, not what
-# it computes: a resume may change them (config.json then records the new
-# values), here or in a nested stage's config (`pretrain.config.`). Users per
-# ranking chunk only move float summation order: noise at ranking is drawn
-# per user (tests/train_loop_test.py checks every neural model).
+# Keys that say how a run reports, saves, batches its ranking and how much
+# memory it may take, not what it computes: a resume may change them
+# (config.json then records the new values), here or in a nested stage's
+# config (`pretrain.config.`). Users per ranking chunk only move float
+# summation order: noise at ranking is drawn per user
+# (tests/train_loop_test.py checks every neural model).
 OPERATIONAL_KEYS = (
   'train.log_every',
   'train.checkpoint_minutes',
+  'train.max_memory_bytes',
   'eval.chunk_size',
 )
 
@@ -457,6 +460,38 @@ class _Setup:
     params = self.model.init(self.init_key, self.host_batch(0))
     return new_state(self.model, params, self.tx)
 
+  def train_step(self, traces: dict) -> Any:
+    """The jitted train step (state donated); counts its traces in
+    `traces['train_step']` and fails on a second one."""
+    tc, model = self.config.train, self.model
+    frozen = frozen_schedule(
+      tuple(tc.get('stages', ())), self.abstract.params, self.per_epoch
+    )
+    use_pcgrad = bool(tc.get('pcgrad', False))
+    if use_pcgrad and not hasattr(model, 'task_losses'):
+      raise ValueError(
+        f'train.pcgrad=True, but model {self.config.model.name!r} has no'
+        ' task losses'
+      )
+    leaky = bool(self.config.model.get('leaky_freeze', False))
+    step_fn = _make_train_step(model, self.tx, frozen, use_pcgrad, leaky)
+
+    def counted_step(*args):
+      # Runs at trace time only. Shapes are static, so a second trace is a
+      # bug (a recompile per batch); the same check as chex.assert_max_traces,
+      # but per run rather than per function name in the process.
+      traces['train_step'] += 1
+      if traces['train_step'] > 1:
+        raise AssertionError('the train step was traced twice (shape change?)')
+      return step_fn(*args)
+
+    return jax.jit(
+      counted_step,
+      donate_argnums=0,
+      in_shardings=(self.repl, parallel.batch_sharding(self.mesh), self.repl),
+      out_shardings=(self.repl, self.repl),
+    )
+
   @property
   def abstract(self):
     """The state's shapes and (replicated) shardings, for restoring."""
@@ -465,6 +500,27 @@ class _Setup:
       lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=self.repl),
       shapes,
     )
+
+
+def train_step_memory(
+  config: mlc.ConfigDict, split: types.Split
+) -> memory.StepMemory:
+  """What the train step of `config` on `split` needs per device, from
+  compiling it on abstract inputs: nothing is initialised or trained."""
+  run = _Setup.build(config, split)
+  batch_sharding = parallel.batch_sharding(run.mesh)
+  batch = jax.tree.map(
+    lambda x: jax.ShapeDtypeStruct(
+      (x.shape[0] * jax.process_count(), *x.shape[1:]),
+      x.dtype,
+      sharding=batch_sharding,
+    ),
+    run.host_batch(0),
+  )
+  key = jax.eval_shape(lambda: run.train_key)
+  key = jax.ShapeDtypeStruct(key.shape, key.dtype, sharding=run.repl)
+  step = run.train_step({'train_step': 0})
+  return memory.StepMemory.of(step.lower(run.abstract, batch, key).compile())
 
 
 def _pretrained_params(config, workdir: pathlib.Path, split) -> dict | None:
@@ -657,32 +713,24 @@ def _train_and_evaluate(
 
   # Compile ------------------------------------------------------------------
   traces = {'train_step': 0}
-  frozen = frozen_schedule(
-    tuple(tc.get('stages', ())), abstract.params, per_epoch
-  )
-  use_pcgrad = bool(tc.get('pcgrad', False))
-  if use_pcgrad and not hasattr(model, 'task_losses'):
-    raise ValueError(
-      f'train.pcgrad=True, but model {config.model.name!r} has no task losses'
+  train_step = run.train_step(traces)
+  memory_need = None
+  if step < total_steps:
+    # Compiled here (the loop's first call reuses it) to refuse a step that
+    # would not fit before anything runs.
+    memory_need = memory.StepMemory.of(
+      train_step.lower(
+        state,
+        parallel.shard_batch(host_batch(step), mesh),
+        jax.random.fold_in(train_key, step),
+      ).compile()
     )
-  leaky = bool(config.model.get('leaky_freeze', False))
-  step_fn = _make_train_step(model, run.tx, frozen, use_pcgrad, leaky)
-
-  def counted_step(*args):
-    # Runs at trace time only. Shapes are static, so a second trace is a
-    # bug (a recompile per batch); the same check as chex.assert_max_traces,
-    # but per run rather than per function name in the process.
-    traces['train_step'] += 1
-    if traces['train_step'] > 1:
-      raise AssertionError('the train step was traced twice (shape change?)')
-    return step_fn(*args)
-
-  train_step = jax.jit(
-    counted_step,
-    donate_argnums=0,
-    in_shardings=(repl, parallel.batch_sharding(mesh), repl),
-    out_shardings=(repl, repl),
-  )
+    logging.info('train step: %s', memory_need.describe())
+    memory.check(
+      memory_need,
+      int(tc.get('max_memory_bytes', 0)),
+      f'{config.model.name} train step (batch {tc.batch_size})',
+    )
   scorer = ModelScorer(model)
   eval_device = jax.local_devices()[0]
 
@@ -829,6 +877,8 @@ def _train_and_evaluate(
       **protocol_lib.eval_quirks(config.eval),
     },
     devices=[str(d) for d in jax.devices()],
+    # The train step's memory per device, from this process's compile.
+    memory=None if memory_need is None else memory_need.as_dict(),
     # 'score': the most traces of any one batch shape (1 = none retraced);
     # 'score_shapes': how many shapes were ranked (trimmed length groups).
     traces={
