@@ -141,6 +141,9 @@ def test_four_devices_give_the_same_loss_curve(tmp_path):
     env={'XLA_FLAGS': '--xla_force_host_platform_device_count=4'},
   )
   assert len(one['devices']) == 1 and len(four['devices']) == 4
+  # Memory per device: the state whole on each, the batch split four ways.
+  assert four['memory']['aliased'] == one['memory']['aliased']
+  assert four['memory']['arguments'] < one['memory']['arguments']
   loss = lambda d: [
     r['train/loss'] for r in _jsonl(d / 'metrics.jsonl') if 'train/loss' in r
   ]

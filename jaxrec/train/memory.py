@@ -76,8 +76,9 @@ class StepMemory:
 def device_capacity(device: jax.Device | None = None) -> int | None:
   """The memory one device may use, in bytes, or None where unknown.
 
-  Accelerators report their allocator's limit; a CPU device is the host,
-  whose physical memory is the bound.
+  Accelerators report their allocator's limit. CPU devices are the host:
+  its physical memory, shared by the host's CPU devices (several when
+  `--xla_force_host_platform_device_count` splits it).
   """
   device = device or jax.local_devices()[0]
   if device.platform != 'cpu':
@@ -85,9 +86,10 @@ def device_capacity(device: jax.Device | None = None) -> int | None:
     limit = stats.get('bytes_limit')
     return int(limit) if limit else None
   try:
-    return os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES')
+    host = os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES')
   except (ValueError, OSError):
     return None
+  return host // len(jax.local_devices(backend='cpu'))
 
 
 def check(need: StepMemory, limit: int, what: str) -> None:
