@@ -124,6 +124,16 @@ def test_a_step_over_the_limit_is_refused_before_it_runs(tmp_path, monkeypatch):
   assert need['peak'] > 0
 
 
+def test_the_refusal_comes_before_a_pre_training_stage(tmp_path):
+  from configs import adrec as adrec_config
+
+  config = adrec_config.get_config('dataset=synthetic-seq,tiny')
+  config.train.max_memory_bytes = 1000
+  with pytest.raises(memory.MemoryLimitError, match='adrec train step'):
+    loop.train_and_evaluate(config, tmp_path)
+  assert not (tmp_path / 'pretrain').exists()
+
+
 def test_tool_prints_the_need(tmp_path):
   out = subprocess.run(
     [

@@ -492,6 +492,23 @@ class _Setup:
       out_shardings=(self.repl, self.repl),
     )
 
+  def step_memory(self, train_step) -> memory.StepMemory:
+    """`train_step`'s memory per device, compiled on abstract inputs of the
+    run's shapes and shardings (the run's first call reuses the compile)."""
+    batch_sharding = parallel.batch_sharding(self.mesh)
+    batch = jax.tree.map(
+      lambda x: jax.ShapeDtypeStruct(
+        (x.shape[0] * jax.process_count(), *x.shape[1:]),
+        x.dtype,
+        sharding=batch_sharding,
+      ),
+      self.host_batch(0),
+    )
+    # Unplaced, as the loop's `fold_in` keys are: placed, the call retraces.
+    key = jax.eval_shape(lambda: self.train_key)
+    lowered = train_step.lower(self.abstract, batch, key)
+    return memory.StepMemory.of(lowered.compile())
+
   @property
   def abstract(self):
     """The state's shapes and (replicated) shardings, for restoring."""
@@ -508,19 +525,7 @@ def train_step_memory(
   """What the train step of `config` on `split` needs per device, from
   compiling it on abstract inputs: nothing is initialised or trained."""
   run = _Setup.build(config, split)
-  batch_sharding = parallel.batch_sharding(run.mesh)
-  batch = jax.tree.map(
-    lambda x: jax.ShapeDtypeStruct(
-      (x.shape[0] * jax.process_count(), *x.shape[1:]),
-      x.dtype,
-      sharding=batch_sharding,
-    ),
-    run.host_batch(0),
-  )
-  key = jax.eval_shape(lambda: run.train_key)
-  key = jax.ShapeDtypeStruct(key.shape, key.dtype, sharding=run.repl)
-  step = run.train_step({'train_step': 0})
-  return memory.StepMemory.of(step.lower(run.abstract, batch, key).compile())
+  return run.step_memory(run.train_step({'train_step': 0}))
 
 
 def _pretrained_params(config, workdir: pathlib.Path, split) -> dict | None:
@@ -678,6 +683,20 @@ def _train_and_evaluate(
   )
   train_key = run.train_key
 
+  # Memory -------------------------------------------------------------------
+  # The train step is compiled now, on abstract inputs (the loop's first call
+  # reuses it), so that a step that would not fit is refused before anything
+  # runs: before a pre-training stage too, and before a restore.
+  traces = {'train_step': 0}
+  train_step = run.train_step(traces)
+  memory_need = run.step_memory(train_step)
+  logging.info('train step: %s', memory_need.describe())
+  memory.check(
+    memory_need,
+    int(tc.get('max_memory_bytes', 0)),
+    f'{config.model.name} train step (batch {tc.batch_size})',
+  )
+
   # Restore ------------------------------------------------------------------
   ckpts = checkpoint.Checkpoints(workdir / 'checkpoints')
   restored = ckpts.restore_latest(abstract)
@@ -711,26 +730,6 @@ def _train_and_evaluate(
       ckpts.save_best(int(state.step), state, meta)
   step = start_step = int(state.step)
 
-  # Compile ------------------------------------------------------------------
-  traces = {'train_step': 0}
-  train_step = run.train_step(traces)
-  memory_need = None
-  if step < total_steps:
-    # Compiled here (the loop's first call reuses it) to refuse a step that
-    # would not fit before anything runs.
-    memory_need = memory.StepMemory.of(
-      train_step.lower(
-        state,
-        parallel.shard_batch(host_batch(step), mesh),
-        jax.random.fold_in(train_key, step),
-      ).compile()
-    )
-    logging.info('train step: %s', memory_need.describe())
-    memory.check(
-      memory_need,
-      int(tc.get('max_memory_bytes', 0)),
-      f'{config.model.name} train step (batch {tc.batch_size})',
-    )
   scorer = ModelScorer(model)
   eval_device = jax.local_devices()[0]
 
@@ -878,7 +877,7 @@ def _train_and_evaluate(
     },
     devices=[str(d) for d in jax.devices()],
     # The train step's memory per device, from this process's compile.
-    memory=None if memory_need is None else memory_need.as_dict(),
+    memory=memory_need.as_dict(),
     # 'score': the most traces of any one batch shape (1 = none retraced);
     # 'score_shapes': how many shapes were ranked (trimmed length groups).
     traces={

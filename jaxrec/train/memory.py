@@ -3,13 +3,14 @@ a limit.
 
 XLA states the need of a compiled program exactly: its arguments (the train
 state and the batch), its outputs and its temporaries, less what a donated
-argument shares with an output (`Compiled.memory_analysis()`). Under
-data parallelism the program is per device, and so is the figure. A run
-compiles its step before the first step and refuses to start when that
-figure exceeds `train.max_memory_bytes` (0: the device's own memory), so a
-config too large for a machine fails at once with the number it would need,
-not with an out-of-memory kill after hours of queueing; `tools/memory.py`
-prints the figure for any config without training.
+argument shares with an output (`Compiled.memory_analysis()`). Under data
+parallelism the program is per device, and so is the figure. A run
+compiles its step on abstract inputs before it restores, pre-trains or
+trains anything, and refuses to start when that figure exceeds
+`train.max_memory_bytes` (0: the device's own memory), so a config too
+large for a machine fails at once with the number it would need, not with
+an out-of-memory kill after hours of queueing; `tools/memory.py` prints
+the figure for any config without training.
 """
 
 from __future__ import annotations
