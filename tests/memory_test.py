@@ -155,3 +155,13 @@ def test_tool_prints_the_need(tmp_path):
   assert cells[:4] == ['sasrec', 'synthetic-seq', '16', '1']
   assert float(cells[6]) > 0  # peak MiB
   assert cells[-1] == 'no: refused'
+  # A linear model has no train step: a usage error that says so.
+  linear = subprocess.run(
+    [sys.executable, '-m', 'tools.memory', '--config=configs/ease.py'],
+    capture_output=True,
+    text=True,
+    timeout=300,
+    env={'PATH': '', 'JAXREC_DATA': str(tmp_path), 'HOME': str(tmp_path)},
+  )
+  assert linear.returncode != 0
+  assert 'ease is not a neural model' in linear.stderr

@@ -20,6 +20,7 @@ import jax
 from absl import app
 from ml_collections import config_flags
 
+from jaxrec import models
 from jaxrec.study import report
 from jaxrec.train import fit_linear, loop, memory
 
@@ -30,6 +31,13 @@ MIB = 2.0**20
 
 def row(config) -> dict:
   """The table row of `config`: its train step's memory per device."""
+  name = config.model.name
+  if name not in models.NEURAL_MODELS:
+    raise app.UsageError(
+      f'{name} is not a neural model (those: {sorted(models.NEURAL_MODELS)});'
+      ' a linear model states its items x items need in its config and'
+      ' refuses above model.max_dense_bytes'
+    )
   split = fit_linear.load_split(config)
   need = loop.train_step_memory(config, split)
   limit = int(config.train.get('max_memory_bytes', 0))
