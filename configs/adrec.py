@@ -34,11 +34,15 @@ checked against the paper's table.
 
 Measured here (`python -m experiments.seeds ... --seeds=0,1,2`, then
 `python -m experiments.table runs/adrec-adrec-beauty-seeds`), adrec-beauty,
-quirks off, selected on valid NDCG@10 (each seed stopped early after 45-50
-epochs, best at 25-30; about 40 min per seed on one shared core):
-test HR@10 0.1092 +- 0.0013, HR@20 0.1504 +- 0.0025, NDCG@10 0.0658 +-
-0.0008, NDCG@20 0.0762 +- 0.0010 (mean +- std over seeds 0, 1, 2; the
-pre-training model alone: HR@10 0.0974, NDCG@10 0.0606).
+quirks off, selected on valid NDCG@10, mean +- std over seeds 0, 1, 2.
+Official initialisation (2026-12-03; best epochs 35, 25, 25; 10-37 min per
+seed on one core): test HR@10 0.1079 +- 0.0025, HR@20 0.1482 +- 0.0037,
+NDCG@10 0.0653 +- 0.0010, NDCG@20 0.0754 +- 0.0013 (pre-training model
+alone: HR@10 0.1071, NDCG@10 0.0664). Flax's initialisation (an earlier
+session; each seed stopped early after 45-50 epochs, best at 25-30): HR@10
+0.1092 +- 0.0013, HR@20 0.1504 +- 0.0025, NDCG@10 0.0658 +- 0.0008,
+NDCG@20 0.0762 +- 0.0010 (pre-training alone: HR@10 0.0974, NDCG@10
+0.0606).
 adrec-baby (`runs/adrec-adrec-baby-seeds`, 2026-12-02; pre-training 15 min,
 then 20-30 min per seed on one core, best at epochs 10-15): HR@10 0.0427
 +- 0.0012, HR@20 0.0640 +- 0.0027, NDCG@10 0.0221 +- 0.0009, NDCG@20
