@@ -7,8 +7,9 @@ training.
 Loads the config's dataset, compiles its train step on abstract inputs
 (nothing is initialised or trained) and prints XLA's account of one
 device's memory (`jaxrec.train.memory`): the arguments (train state and
-batch), the temporaries at the step's peak, and the peak. A run compiles
-the same step before its first step and refuses to start above
+batch), the temporaries, and the peak (their sum, less what donation
+shares). A run compiles the same step before it restores or trains
+anything and refuses to start above
 `train.max_memory_bytes` (0: the device's memory); the last column says
 whether this config would. Linear models state their items x items need in
 their own configs (`model.max_dense_bytes`).
