@@ -280,3 +280,28 @@ def test_trimmed_batches_give_the_full_length_user_vectors():
     np.testing.assert_allclose(got, want[short], rtol=1e-5, atol=1e-6)
   with pytest.raises(ValueError, match='length=9 > max_len=8'):
     model.make_batch(history, users, 9)
+
+
+def test_adrec_files_default_to_adrec_training_protocol():
+  from configs import adrec as adrec_config
+
+  own = diffurec_config.get_config('dataset=beauty')
+  theirs = adrec_config.get_config('dataset=adrec-baby')
+  on_adrec = diffurec_config.get_config('dataset=adrec-baby')
+  keys = ('weight_decay', 'schedule', 'lr', 'b2')
+  assert {k: on_adrec.optim[k] for k in keys} == {
+    k: theirs.optim[k] for k in keys
+  }
+  for k in ('eval_every_epochs', 'patience', 'epochs', 'batch_size'):
+    assert on_adrec.train[k] == theirs.train[k], k
+  assert (own.optim.schedule, own.train.eval_every_epochs) == ('step', 20)
+  assert own.train.patience == 5 and own.optim.weight_decay == 0.0
+  # Either protocol on any file; the model is the same.
+  mine = diffurec_config.get_config('dataset=adrec-baby,protocol=diffurec')
+  assert mine.optim.to_dict() == own.optim.to_dict()
+  assert mine.train.to_dict() == own.train.to_dict()
+  assert mine.model.to_dict() == on_adrec.model.to_dict()
+  other = diffurec_config.get_config('dataset=beauty,protocol=adrec')
+  assert other.train.to_dict() == on_adrec.train.to_dict()
+  with pytest.raises(ValueError, match="protocol='adrek'"):
+    diffurec_config.get_config('dataset=beauty,protocol=adrek')
