@@ -11,14 +11,14 @@ every 100 epochs, up to 500 epochs, validation every 20 epochs, patience 5
 validations; every prefix of every training sequence is an example
 (Beauty: 131,413 examples, 257 steps per epoch).
 
-On ADRec's files (`dataset=adrec-beauty`, `adrec-baby`, `adrec-sports`)
-the default training protocol is ADRec's trainer, which ran the ADRec
+On ADRec's files (`dataset=adrec-*`: beauty, baby, sports, ml-100k) the
+default training protocol is ADRec's trainer, which ran the ADRec
 paper's DiffuRec baseline (Nemo-1024/ADRec `trainer.py`, the same
 approximator): coupled weight decay 1e-5, cosine annealing over 500
-epochs, validation every 5 epochs, patience 4 validations; so DiffuRec and
-ADRec there are trained and selected alike. `protocol=diffurec` keeps
-DiffuRec's own settings on any file; `protocol=adrec` applies ADRec's on
-any file.
+epochs (per step here; per epoch there), validation every 5 epochs,
+patience 4 validations; so DiffuRec and ADRec there are trained and
+selected alike. `protocol=diffurec` keeps DiffuRec's own settings on any
+file; `protocol=adrec` applies ADRec's on any file.
 
 Quirk flags (defaults correct; set both to reproduce the official code):
 `model.mask_axis='query'`, `model.padding_item=True`. The official
