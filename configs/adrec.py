@@ -71,6 +71,11 @@ _PACK = {'pack': True}
 _INIT = {'init': 'official'}
 
 
+# ADRec's trainer (src/trainer.py): validation every 5 epochs, stop after 4
+# without a new best. configs/diffurec.py uses it on ADRec's files too.
+SELECTION = {'eval_every_epochs': 5, 'patience': 4}
+
+
 def _train(tiny: bool) -> mlc.ConfigDict:
   t = mlc.ConfigDict(
     {
@@ -78,8 +83,7 @@ def _train(tiny: bool) -> mlc.ConfigDict:
       'epochs': 500,
       'steps': 0,
       'eval_every': 0,
-      'eval_every_epochs': 5,
-      'patience': 4,
+      **SELECTION,
       'log_every': 20,
       'checkpoint_minutes': 10.0,  # latest state also saved this often
       'max_memory_bytes': 0,  # per device; 0: the device's memory
@@ -93,7 +97,8 @@ def _train(tiny: bool) -> mlc.ConfigDict:
   return t
 
 
-def _optim() -> mlc.ConfigDict:
+def optim_config() -> mlc.ConfigDict:
+  """ADRec's optimiser: Adam, coupled weight decay 1e-5, cosine decay."""
   o = optim.default_config()
   o.update(b2=0.999, weight_decay=1e-5, schedule='cosine')
   return o
@@ -123,7 +128,7 @@ def pretrain_config(a: mlc.ConfigDict) -> mlc.ConfigDict:
       **_INIT,
     }
   )
-  c.optim = _optim()
+  c.optim = optim_config()
   c.train = _train(a.tiny)
   c.eval.chunk_size = 128  # as configs/sasrec.py
   if a.tiny:
@@ -159,7 +164,7 @@ def get_config(arg: str | None = None) -> mlc.ConfigDict:
       'eval_seed': 0,
     }
   )
-  c.optim = _optim()
+  c.optim = optim_config()
   c.train = _train(a.tiny)
   c.train.stages = [{'epochs': 5, 'frozen': ['item_emb']}]
   # Users per ranking chunk: the 32 reverse steps' activations stay in

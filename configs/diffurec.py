@@ -54,7 +54,7 @@ compiled for the file's largest packed batch).
 
 import ml_collections as mlc
 
-from configs import common
+from configs import adrec, common
 from jaxrec.train import optim
 
 
@@ -118,8 +118,8 @@ def get_config(arg: str | None = None) -> mlc.ConfigDict:
     # ADRec's trainer, which ran its paper's DiffuRec baseline: coupled
     # weight decay 1e-5, cosine annealing over the 500 epochs, validation
     # every 5 epochs, patience 4 validations.
-    c.optim.update(weight_decay=1e-5, schedule='cosine')
-    c.train.update(eval_every_epochs=5, patience=4)
+    c.optim = adrec.optim_config()
+    c.train.update(adrec.SELECTION)
   # Users per ranking chunk at the longest history (shorter ones get up to
   # 8x more, `ranking.length_groups`). Small chunks keep the approximator's
   # [rows, 4d] activations in cache: a full Beauty validation pass took 27 s
