@@ -19,6 +19,7 @@ def test_bench_prints_a_table(tmp_path):
       '--dim=16',
       '--chunk=64',
       '--repeats=1',
+      '--train_steps=1',
       '--ease_items=300',
       '--diffrec_users=300',
       '--diffrec_items=120',
@@ -30,8 +31,10 @@ def test_bench_prints_a_table(tmp_path):
     env={'PATH': '', 'JAXREC_DATA': str(tmp_path), 'HOME': str(tmp_path)},
   ).stdout
   assert '| task | seconds | floor_s | floor/time | note |' in out
-  # The matmul rate is measured again before each of the nine tasks.
+  # The matmul rate is measured again before and after each of the nine
+  # tasks.
   assert out.count('| matmul f32 2048^3 (before ') == 9
+  assert out.count('| matmul f32 2048^3 (after ') == 9
   assert 'rank+top20 300x200 d=16' in out
   assert 'EASE fit, 300 items' in out
   assert 'SASRec train step B=128 L=50 d=64, 200 items' in out

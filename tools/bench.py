@@ -8,7 +8,9 @@ row), then times the task and prints it beside its floor: the time its
 unavoidable matmul work would take at that throughput. `floor/time` is the
 fraction of the floor reached (1.0 = as fast as a pure matmul; 0.5 = within
 2x). Figures survive a noisy machine because the floor is measured in the
-same run, next to the task.
+same run, next to the task. The rate is measured once more after the task
+(`matmul (after ...)` row): where the two differ, the machine's speed
+drifted while the task ran, and its ratio is uncertain by about as much.
 
 Rows:
   rank    full ranking + top-20 over all items for every user with a
@@ -95,6 +97,9 @@ _CHUNK = flags.DEFINE_integer(
   'chunk', ranking.DEFAULT_CHUNK, 'Users per ranking step.'
 )
 _REPEATS = flags.DEFINE_integer('repeats', 5, 'Timed repeats; best is kept.')
+_TRAIN_STEPS = flags.DEFINE_integer(
+  'train_steps', 5, 'Train steps per timed repeat of a train-step row.', 1
+)
 _EVAL_USERS = flags.DEFINE_integer(
   'eval_users', 22363, 'Users ranked by the diffurec_eval row.'
 )
@@ -284,15 +289,19 @@ def _train_step(model, config, batch, steps_per_epoch=1):
 def _time_train_step(model, config, batch, repeats: int, steps_per_epoch=1):
   """(seconds per step, flops per step) of the jitted train step."""
   step, state, rng = _train_step(model, config, batch, steps_per_epoch)
-  flops = step.lower(state, batch, rng).compile().cost_analysis()['flops']
+  # Timed as compiled here (a call through `step` would compile it again).
+  step = step.lower(state, batch, rng).compile()
+  flops = step.cost_analysis()['flops']
   holder = {'state': state}
 
-  def run(n=5):
+  n = _TRAIN_STEPS.value
+
+  def run():
     for _ in range(n):
       holder['state'], m = step(holder['state'], batch, rng)
     jax.block_until_ready(m)
 
-  return best_time(run, repeats) / 5, flops
+  return best_time(run, repeats) / n, flops
 
 
 def bench_diffurec(flops: dict, repeats: int) -> list[dict]:
@@ -761,9 +770,9 @@ def bench_ease(flops: dict, repeats: int) -> dict:
   ]
 
 
-def _matmul_row(flops: dict, before: str) -> dict:
+def _matmul_row(flops: dict, when: str) -> dict:
   return {
-    'task': f'matmul f32 2048^3 (before {before})',
+    'task': f'matmul f32 2048^3 ({when})',
     'seconds': 2 * 2048**3 / flops['xla'],
     'floor_s': 2 * 2048**3 / flops['xla'],
     'floor/time': 1.0,
@@ -796,8 +805,11 @@ def main(argv):
     # The rate is measured again right before each task, so that a machine
     # whose speed drifts (a shared VM) is compared with itself at the time.
     flops = matmul_flops(repeats)
-    rows.append(_matmul_row(flops, name))
+    rows.append(_matmul_row(flops, f'before {name}'))
     rows.extend(benches[name](flops, repeats))
+    # And again after it: a rate far from the one before says the machine
+    # drifted during the task, and by how much its ratios may be off.
+    rows.append(_matmul_row(matmul_flops(repeats), f'after {name}'))
   print(f'\njax {jax.__version__} on {jax.devices()}\n')
   print(
     report.markdown_table(
