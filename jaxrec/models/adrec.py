@@ -141,7 +141,8 @@ class ADRecNet(nn.Module):
     return h
 
   def _input(self, c, x, t):
-    """c + lambda * (x + t-emb); t has x's leading shape."""
+    """c + lambda * (x + t-emb); t has x's leading shape, or is a scalar
+    shared by every row (the time MLP then runs on one row)."""
     emb = timesteps.sinusoidal_embedding(t * (1000.0 / self.steps), self.dim)
     emb = self.time_mlp[1](nn.silu(self.time_mlp[0](emb)))
     return c + self.lambda_uncertainty * (x + emb)
@@ -163,7 +164,7 @@ class ADRecNet(nn.Module):
         history shifted by one).
       seq: [B, L] items.
     """
-    h = self._input(c[:, :-1], x_hist, jnp.zeros(x_hist.shape[:2], jnp.int32))
+    h = self._input(c[:, :-1], x_hist, jnp.zeros((), jnp.int32))
     mask = self.mask(seq[:, :-1])
     caches = []
     for layer in self.denoiser:
@@ -177,7 +178,7 @@ class ADRecNet(nn.Module):
     Args:
       c_last: [B, D] the CAM output at the last position.
       x: [B, D] x_t of the last position.
-      t: [B] its step.
+      t: [B] its step, or [] for one step shared by every row.
       caches: `history_cache`'s output.
       seq: [B, L] items (for the mask).
     """
@@ -532,7 +533,8 @@ class ADRec(_NextItemHost):
         caches = net.history_cache(c, x_hist, seq)
 
         def model_fn(x, t):
-          return net.denoise_last(c[:, -1], x, jnp.full(b, t), caches, seq)
+          # One step for every row: the time MLP runs once, not b times.
+          return net.denoise_last(c[:, -1], x, t, caches, seq)
 
       else:
 
