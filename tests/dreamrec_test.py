@@ -1,5 +1,7 @@
 """DreamRec: MSE vs float64, guidance dropout, CFG, batch-free scores."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -7,7 +9,7 @@ from flax import linen as nn
 
 from configs import dreamrec as dreamrec_config
 from jaxrec.diffusion import schedules
-from jaxrec.models import dreamrec
+from jaxrec.models import dreamrec, prefix
 
 
 def _model(**overrides):
@@ -88,3 +90,44 @@ def test_guidance_weight_and_batch_free_scores():
   np.testing.assert_allclose(
     score(params, sub), full[order], rtol=1e-5, atol=1e-4
   )
+
+
+def test_user_vectors_are_the_float64_guided_ancestral_loop():
+  """The reverse process, written out: T ancestral steps with the
+  posterior ('small') variance, each x0 the guided combination
+  (1 + w) f(x, t | h) - w f(x, t | null), the posterior in float64."""
+  w = 2.0
+  model = _model(guidance_w=w)
+  batch = _batch()
+  params = model.init(jax.random.key(0), batch)
+  got = np.asarray(jax.jit(model.user_vectors)(params, batch))
+
+  c = model.config
+  t_count, dim = c.steps, c.dim
+  betas = schedules.betas(c.schedule, t_count)
+  ac = np.cumprod(1.0 - betas)
+  ac_prev = np.append(1.0, ac[:-1])
+  coef1 = betas * np.sqrt(ac_prev) / (1.0 - ac)
+  coef2 = (1.0 - ac_prev) * np.sqrt(1.0 - betas) / (1.0 - ac)
+  post_var = betas * (1.0 - ac_prev) / (1.0 - ac)
+  seq = jnp.asarray(batch['inputs'])
+  b = seq.shape[0]
+  draw = prefix.user_normal(jnp.asarray(batch['users']), c.eval_seed)
+
+  def x0_of(net, x, t):
+    x = jnp.asarray(x, jnp.float32)
+    steps = jnp.full(b, t)
+    cond = net.denoise(x, net.guidance(seq, False), steps)
+    null = net.denoise(x, net.null_guidance(b), steps)
+    return cond, null
+
+  x = np.asarray(draw(t_count, (dim,)), np.float64)
+  for t in range(t_count - 1, -1, -1):
+    cond, null = nn.apply(functools.partial(x0_of, x=x, t=t), model.net)(
+      {'params': params}
+    )
+    x0 = (1 + w) * np.asarray(cond, np.float64) - w * np.asarray(null)
+    x = coef1[t] * x0 + coef2[t] * x
+    if t > 0:
+      x += np.sqrt(post_var[t]) * np.asarray(draw(t, (dim,)), np.float64)
+  np.testing.assert_allclose(got, x, rtol=1e-4, atol=1e-4)

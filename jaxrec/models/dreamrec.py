@@ -69,11 +69,13 @@ class DreamRecNet(nn.Module):
     return self.norm(x)[:, -1]
 
   def denoise(self, x_t, h, t):
-    """x0_hat [B, D] from x_t [B, D], guidance h [B, D], t [B]."""
+    """x0_hat [B, D] from x_t [B, D], guidance h [B, D], t [B] (or [] for
+    one step shared by every row: the step MLP then runs on one row)."""
     emb = timesteps.sinusoidal_embedding(
       t, self.dim, sin_first=True, freq_shift=1
     )
     emb = self.step_mlp[1](nn.gelu(self.step_mlp[0](emb), approximate=False))
+    emb = jnp.broadcast_to(emb, x_t.shape[:-1] + emb.shape[-1:])
     return self.denoiser(jnp.concatenate([x_t, h, emb], axis=-1))
 
   def null_guidance(self, batch: int):
@@ -153,9 +155,10 @@ class DreamRec(prefix.PrefixModel, dot.DotScore):
       b = seq.shape[0]
       h = net.guidance(seq, False)
       null = net.null_guidance(b)
+      # Every row is at step t: the step MLP runs once per call, not b times.
       model_fn = samplers.classifier_free(
-        lambda x, t: net.denoise(x, h, jnp.full(b, t)),
-        lambda x, t: net.denoise(x, null, jnp.full(b, t)),
+        lambda x, t: net.denoise(x, h, t),
+        lambda x, t: net.denoise(x, null, t),
         self.config.guidance_w,
       )
       return samplers.ddpm(
