@@ -13,6 +13,7 @@ from jaxrec.data import batching, types
 from jaxrec.diffusion import schedules
 from jaxrec.models import diffurec, prefix
 from jaxrec.nn import transformer
+from tests import reference
 
 
 def _model(**overrides):
@@ -110,34 +111,26 @@ def test_user_vectors_are_the_float64_ancestral_loop():
   got = np.asarray(jax.jit(model.user_vectors)(params, batch))
 
   c = model.config
-  t_count, dim = c.steps, c.dim
-  betas = schedules.betas(c.schedule, t_count)
-  ac = np.cumprod(1.0 - betas)
-  ac_prev = np.append(1.0, ac[:-1])
-  coef1 = betas * np.sqrt(ac_prev) / (1.0 - ac)
-  coef2 = (1.0 - ac_prev) * np.sqrt(1.0 - betas) / (1.0 - ac)
-  post_var = betas * (1.0 - ac_prev) / (1.0 - ac)
-  large_var = np.append(post_var[1], betas[1:])
   seq = jnp.asarray(batch['inputs'])
   b, length = seq.shape
   draw = prefix.user_normal(jnp.asarray(batch['users']), c.eval_seed)
 
   def x0_of(net, x, t):
-    x = jnp.asarray(x, jnp.float32)
-    lam = draw(t_count + t, (length, dim))[:, ::-1]
+    lam = draw(c.steps + t, (length, c.dim))[:, ::-1]
     hist = net.encode(seq, False)
+    x = jnp.asarray(x, jnp.float32)
     return net.denoise(hist, seq > 0, x, jnp.full(b, t), lam, False)
 
-  x = np.asarray(draw(2 * t_count, (dim,)), np.float64)
-  for t in range(t_count - 1, -1, -1):
-    x0 = np.asarray(
-      nn_apply(functools.partial(x0_of, x=x, t=t), model.net, params),
-      np.float64,
-    )
-    x = coef1[t] * x0 + coef2[t] * x
-    if t > 0:
-      x += np.sqrt(large_var[t]) * np.asarray(draw(t, (dim,)), np.float64)
-  np.testing.assert_allclose(got, x, rtol=1e-4, atol=1e-5)
+  want = reference.ancestral_f64(
+    schedules.betas(c.schedule, c.steps),
+    draw(2 * c.steps, (c.dim,)),
+    lambda x, t: nn_apply(
+      functools.partial(x0_of, x=x, t=t), model.net, params
+    ),
+    lambda t: draw(t, (c.dim,)),
+    'large',
+  )
+  np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
 
 
 def test_query_mask_quirk_changes_numbers_only_with_padding():

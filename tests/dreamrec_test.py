@@ -10,6 +10,7 @@ from flax import linen as nn
 from configs import dreamrec as dreamrec_config
 from jaxrec.diffusion import schedules
 from jaxrec.models import dreamrec, prefix
+from tests import reference
 
 
 def _model(**overrides):
@@ -103,31 +104,26 @@ def test_user_vectors_are_the_float64_guided_ancestral_loop():
   got = np.asarray(jax.jit(model.user_vectors)(params, batch))
 
   c = model.config
-  t_count, dim = c.steps, c.dim
-  betas = schedules.betas(c.schedule, t_count)
-  ac = np.cumprod(1.0 - betas)
-  ac_prev = np.append(1.0, ac[:-1])
-  coef1 = betas * np.sqrt(ac_prev) / (1.0 - ac)
-  coef2 = (1.0 - ac_prev) * np.sqrt(1.0 - betas) / (1.0 - ac)
-  post_var = betas * (1.0 - ac_prev) / (1.0 - ac)
   seq = jnp.asarray(batch['inputs'])
   b = seq.shape[0]
   draw = prefix.user_normal(jnp.asarray(batch['users']), c.eval_seed)
 
-  def x0_of(net, x, t):
-    x = jnp.asarray(x, jnp.float32)
-    steps = jnp.full(b, t)
+  def guided(net, x, t):
+    x, steps = jnp.asarray(x, jnp.float32), jnp.full(b, t)
     cond = net.denoise(x, net.guidance(seq, False), steps)
     null = net.denoise(x, net.null_guidance(b), steps)
     return cond, null
 
-  x = np.asarray(draw(t_count, (dim,)), np.float64)
-  for t in range(t_count - 1, -1, -1):
-    cond, null = nn.apply(functools.partial(x0_of, x=x, t=t), model.net)(
-      {'params': params}
-    )
-    x0 = (1 + w) * np.asarray(cond, np.float64) - w * np.asarray(null)
-    x = coef1[t] * x0 + coef2[t] * x
-    if t > 0:
-      x += np.sqrt(post_var[t]) * np.asarray(draw(t, (dim,)), np.float64)
-  np.testing.assert_allclose(got, x, rtol=1e-4, atol=1e-4)
+  def x0_fn(x, t):
+    run = functools.partial(guided, x=x, t=t)
+    cond, null = nn.apply(run, model.net)({'params': params})
+    return (1 + w) * np.asarray(cond, np.float64) - w * np.asarray(null)
+
+  want = reference.ancestral_f64(
+    schedules.betas(c.schedule, c.steps),
+    draw(c.steps, (c.dim,)),
+    x0_fn,
+    lambda t: draw(t, (c.dim,)),
+    'small',
+  )
+  np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
