@@ -10,6 +10,7 @@ import pytest
 import scipy.special
 
 from jaxrec.diffusion import forward, samplers, schedules, timesteps
+from tests import reference
 
 
 def _from_alpha_bar(f, steps):
@@ -158,30 +159,25 @@ def test_sinusoidal_embedding():
 
 
 def _ref_ddpm(s, model, x, rng, variance, noise, predict='x0'):
-  """The same reverse process as a plain Python loop in float64."""
+  """The same reverse process as a plain Python loop in float64, from this
+  file's own trunc_lin betas (`reference.ancestral_f64`); with `noise`
+  False the steps follow the posterior means."""
   b = _ref_betas('trunc_lin', s.steps)
   ab = np.cumprod(1 - b)
-  ab_prev = np.append(1.0, ab[:-1])
-  post = b * (1 - ab_prev) / (1 - ab)
-  x = np.asarray(x, np.float64)
-  for t in range(s.steps - 1, -1, -1):
+
+  def x0_fn(x, t):
     out = np.asarray(
       model(jnp.asarray(x, jnp.float32), jnp.int32(t)), np.float64
     )
-    x0 = (
-      out
-      if predict == 'x0'
-      else (x - np.sqrt(1 - ab[t]) * out) / np.sqrt(ab[t])
-    )
-    mean = (
-      b[t] * np.sqrt(ab_prev[t]) * x0 + (1 - ab_prev[t]) * np.sqrt(1 - b[t]) * x
-    ) / (1 - ab[t])
-    if noise and t > 0:
-      var = post[t] if variance == 'small' else b[t]
-      z = np.asarray(jax.random.normal(jax.random.fold_in(rng, t), x.shape))
-      mean = mean + np.sqrt(var) * z
-    x = mean
-  return x
+    if predict == 'x0':
+      return out
+    return (x - np.sqrt(1 - ab[t]) * out) / np.sqrt(ab[t])
+
+  def noise_fn(t):
+    z = np.asarray(jax.random.normal(jax.random.fold_in(rng, t), x.shape))
+    return z if noise else np.zeros_like(z)
+
+  return reference.ancestral_f64(b, x, x0_fn, noise_fn, variance)
 
 
 class SamplerTest(chex.TestCase):
