@@ -45,6 +45,14 @@ initialisation, quirks off, best of the first 120 epochs of a run still
 going): test HR@10 7.55 %, NDCG@10 4.48 % averaged over users; 7.81 % /
 4.63 % averaged per batch of 512 as the official code (and the paper).
 
+On ADRec's files (README: results, ADRec's datasets; official
+initialisation): adrec-beauty seed 0 test HR@10 0.1011, NDCG@10 0.0618
+(best epoch 95 of 115, about 1.5-3 min per epoch on one core). adrec-baby,
+113 steps per epoch, 2.8 steps/s on both cores (one run) or 1.5 steps/s
+each (two runs): seeds 0, 1, 2 sat on the popularity plateau and stopped
+at epochs 35-45 after 50 min each, test HR@10 0.0164 +- 0.0004 (TopPop
+0.0162); a run that leaves the plateau goes on past 100 epochs.
+
 Memory: the train step per device, as XLA accounts it (`python -m
 tools.memory --config=configs/diffurec.py`): Beauty, batch 512: 534 MiB, of
 which 28.4 MiB state and batch; ml-1m 1,958 MiB; adrec-beauty 486 MiB,
