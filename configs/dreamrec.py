@@ -13,6 +13,13 @@ excluded, selected on validation NDCG@10. Each validation runs 200 guided
 reverse steps (two denoiser calls each) per user: cheap, the denoiser is
 one linear layer.
 
+Measured (README: results, ADRec's datasets): on adrec-baby
+(`dataset=adrec-baby`, these settings, seed 0) 60 steps/s on 2 cores, 225
+steps per epoch, 10 epochs and their validation in about 35 s; early stop
+at epoch 80 after 5 minutes. The item embeddings collapse under the MSE
+(train loss 0.84 to 2e-4 by epoch 30) and test HR@10 is 0.0035, below
+TopPop's 0.0162.
+
 Memory: the train step per device, as XLA accounts it (`python -m
 tools.memory --config=configs/dreamrec.py`): Beauty, batch 256: 31 MiB, of
 which 9.5 MiB state and batch.
