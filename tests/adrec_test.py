@@ -41,7 +41,7 @@ def _batch(model, n=6, length=8, seed=0):
 def test_task_losses_are_the_float64_ce_and_mse(padding_item):
   model = _model(padding_item=padding_item)
   batch = _batch(model)
-  params = model.init(jax.random.key(0), batch)
+  params = jax.jit(model.init)(jax.random.key(0), batch)
   rng = jax.random.key(5)
   (ce, mse), _ = model.task_losses(params, batch, rng, 0)
   loss, _ = model.loss(params, batch, rng, 0)
@@ -100,7 +100,7 @@ def test_kv_reuse_gives_the_scores_of_full_recomputation(
 ):
   model = _model(mask_axis=mask_axis, padding_item=padding_item)
   batch = _batch(model, n=8)
-  params = model.init(jax.random.key(1), batch)
+  params = jax.jit(model.init)(jax.random.key(1), batch)
   # Random (not just initial) weights so that every path matters.
   params = jax.tree.map(
     lambda p: p + 0.3 * jax.random.normal(jax.random.key(p.size), p.shape),
@@ -150,7 +150,7 @@ def test_query_mask_flattens_padded_queries_over_their_causal_keys():
 def test_pcgrad_step_is_the_mean_of_projected_task_gradients():
   model = _model(dropout=0.1)
   batch = _batch(model)
-  params = model.init(jax.random.key(0), batch)
+  params = jax.jit(model.init)(jax.random.key(0), batch)
   rng = jax.random.key(2)
   loss, _, grads = loop._task_gradients(model, params, batch, rng, 0)
   per_task = [
@@ -247,7 +247,7 @@ def _packing_run(name, monkeypatch):
     padded_model.train_data(split, plan), index, weights
   )
   assert 'tokens' in packed and 'inputs' in padded
-  params = model.init(jax.random.key(0), packed)
+  params = jax.jit(model.init)(jax.random.key(0), packed)
   monkeypatch.setattr(
     jax.random,
     'normal',

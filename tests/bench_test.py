@@ -1,5 +1,6 @@
 """tools/bench.py runs end to end at toy sizes and prints its table."""
 
+import os
 import subprocess
 import sys
 
@@ -10,6 +11,7 @@ def test_bench_prints_a_table(tmp_path):
       sys.executable,
       '-m',
       'tools.bench',
+      '--tiny',
       '--only=rank,sasrec,diffurec,diffurec_eval,adrec,diffrec,ease,ials,ddrm',
       '--adrec_users=64',
       '--adrec_items=100',
@@ -28,7 +30,12 @@ def test_bench_prints_a_table(tmp_path):
     text=True,
     timeout=480,
     check=True,
-    env={'PATH': '', 'JAXREC_DATA': str(tmp_path), 'HOME': str(tmp_path)},
+    env={
+      'PATH': '',
+      'JAXREC_DATA': str(tmp_path),
+      'HOME': str(tmp_path),
+      **{k: v for k, v in os.environ.items() if k.startswith('JAX_')},
+    },
   ).stdout
   assert '| task | seconds | floor_s | floor/time | note |' in out
   # The matmul rate is measured again before and after each of the nine
@@ -37,14 +44,15 @@ def test_bench_prints_a_table(tmp_path):
   assert out.count('| matmul f32 2048^3 (after ') == 9
   assert 'rank+top20 300x200 d=16' in out
   assert 'EASE fit, 300 items' in out
-  assert 'SASRec train step B=128 L=50 d=64, 200 items' in out
-  assert 'DiffuRec train step B=512 L=50 d=128, 200 items (packed)' in out
-  assert 'DiffuRec train step B=512 L=50 d=128, 200 items (padded)' in out
+  # --tiny: the configs' tiny widths, which the task names give.
+  assert 'SASRec train step B=16 L=8 d=16, 200 items' in out
+  assert 'DiffuRec train step B=32 L=8 d=16, 200 items (packed)' in out
+  assert 'DiffuRec train step B=32 L=8 d=16, 200 items (padded)' in out
   assert 'DiffuRec validation, 32 synthetic users x 200 items' in out
-  assert 'ADRec train step B=512 L=50 d=128, 100 items' in out
+  assert 'ADRec train step B=16 L=8 d=16, 100 items' in out
   assert 'ADRec inference with k/v reuse, 32 users' in out
   assert 'ADRec inference without k/v reuse, 32 users' in out
   assert 'DiffRec train epoch, random (300 users x 120 items)' in out
-  assert 'DiffRec validation, random: 40 reverse steps, top-20' in out
+  assert 'DiffRec validation, random: 5 reverse steps, top-20' in out
   assert 'iALS fit, random (300 x 120' in out
-  assert 'DDRM inference, random (300 users x 120 items), 20 steps' in out
+  assert 'DDRM inference, random (300 users x 120 items), 5 steps' in out

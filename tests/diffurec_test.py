@@ -47,7 +47,7 @@ def test_prefix_examples_are_every_prefix():
 def test_loss_is_the_float64_ce_of_the_approximator(padding_item):
   model = _model(padding_item=padding_item)
   batch = _batch()
-  params = model.init(jax.random.key(0), batch)
+  params = jax.jit(model.init)(jax.random.key(0), batch)
   rng = jax.random.key(3)
   loss, aux = model.loss(params, batch, rng, 0)
   # Recompute x0_hat with the same draws, then the CE in float64.
@@ -87,7 +87,7 @@ def nn_apply(fn, net, params):
 def test_scores_do_not_depend_on_the_batch():
   model = _model()
   batch = _batch()
-  params = model.init(jax.random.key(0), batch)
+  params = jax.jit(model.init)(jax.random.key(0), batch)
   score = jax.jit(model.score)
   full = np.asarray(score(params, batch))
   assert full.shape == (6, 30) and np.isfinite(full).all()
@@ -107,7 +107,7 @@ def test_user_vectors_are_the_float64_ancestral_loop():
   (the time MLP on every row, as in training), the posterior in float64."""
   model = _model()
   batch = _batch()
-  params = model.init(jax.random.key(0), batch)
+  params = jax.jit(model.init)(jax.random.key(0), batch)
   got = np.asarray(jax.jit(model.user_vectors)(params, batch))
 
   c = model.config
@@ -136,7 +136,7 @@ def test_user_vectors_are_the_float64_ancestral_loop():
 def test_query_mask_quirk_changes_numbers_only_with_padding():
   key, query = _model(), _model(mask_axis='query')
   batch = _batch()
-  params = key.init(jax.random.key(0), batch)
+  params = jax.jit(key.init)(jax.random.key(0), batch)
   padded = key.score(params, batch)
   assert not np.allclose(query.score(params, batch), padded, atol=1e-4)
   full = {**batch, 'inputs': np.maximum(batch['inputs'], 1)}
@@ -156,7 +156,7 @@ class JitTest(chex.TestCase):
   def test_loss_and_score_jit_equal_plain(self):
     model = _model(dropout=0.1, emb_dropout=0.3)
     batch = _batch()
-    params = model.init(jax.random.key(0), batch)
+    params = jax.jit(model.init)(jax.random.key(0), batch)
     loss = self.variant(lambda p, b, r: model.loss(p, b, r, 0)[0])
     got = loss(params, batch, jax.random.key(1))
     want = jax.jit(lambda p, b, r: model.loss(p, b, r, 0)[0])(
@@ -222,7 +222,7 @@ def test_packed_loss_equals_the_padded_loss(monkeypatch):
     'targets': data.examples.targets[index],
     'weights': weights,
   }
-  params = model.init(jax.random.key(0), packed)
+  params = jax.jit(model.init)(jax.random.key(0), packed)
   # Zero noise, so both layouts draw the same (none); lambda = its mean.
   monkeypatch.setattr(
     jax.random,
@@ -305,7 +305,7 @@ def test_trimmed_batches_give_the_full_length_user_vectors():
   # An empty history is ranked at full length (it attends over padding).
   np.testing.assert_array_equal(need, [8, 1, 3, 5, 8, 8, 2, 8])
   full = model.make_batch(history, users)
-  params = model.init(jax.random.key(0), full)
+  params = jax.jit(model.init)(jax.random.key(0), full)
   vectors = jax.jit(model.user_vectors)
   want = np.asarray(vectors(params, full))
   for length in (2, 3, 5):

@@ -2,6 +2,9 @@ r"""Speed of jaxrec's hot paths against this machine's own matmul throughput.
 
   python -m tools.bench [--only=rank,ease] [--users=22363 --items=12101]
 
+(`--tiny` runs the neural rows at their configs' tiny sizes: the script end
+to end in about a minute, as tests/bench_test.py does; no figure to quote.)
+
 Before each task, measures dense float32 matmul throughput (JAX/XLA, which
 runs the scoring, and NumPy's BLAS, which runs the LAPACK fits; a `matmul`
 row), then times the task and prints it beside its floor: the time its
@@ -115,6 +118,25 @@ _DIFFREC_ITEMS = flags.DEFINE_integer(
 _EASE_ITEMS = flags.DEFINE_integer(
   'ease_items', 0, 'Fit EASE on this many random items instead of ml-1m-raw.'
 )
+_TINY = flags.DEFINE_bool(
+  'tiny',
+  False,
+  "Neural rows at their configs' `tiny` sizes (the task names say which):"
+  ' the whole script in well under a minute, for tests; timings of no use.',
+)
+
+
+def _get_config(module, arg: str = ''):
+  """`module.get_config(arg)`, with `tiny` added under --tiny."""
+  if _TINY.value:
+    arg = f'{arg},tiny' if arg else 'tiny'
+  return module.get_config(arg or None)
+
+
+def _shape(config) -> str:
+  """'B=512 L=50 d=128' of a sequential model's train step."""
+  m = config.model
+  return f'B={config.train.batch_size} L={m.max_len} d={m.dim}'
 
 
 def best_time(fn, repeats: int) -> float:
@@ -252,8 +274,9 @@ def _sasrec_inputs(n_items: int, batch_size: int):
   """A SASRec model and one Beauty-like batch (mean ~6 targets per user)."""
   from configs import sasrec as sasrec_config
 
-  config = sasrec_config.get_config('dataset=beauty')
-  config.train.batch_size = batch_size
+  config = _get_config(sasrec_config, 'dataset=beauty')
+  if not _TINY.value:
+    config.train.batch_size = batch_size
   model, batch, data = _train_inputs('sasrec', config, n_items, 4096, 6.8)
   return config, model, batch, data.budget
 
@@ -261,17 +284,18 @@ def _sasrec_inputs(n_items: int, batch_size: int):
 def bench_sasrec(flops: dict, repeats: int) -> list[dict]:
   n_items, batch_size = _ITEMS.value, 128
   config, model, batch, budget = _sasrec_inputs(n_items, batch_size)
+  batch_size = config.train.batch_size
   seconds, step_flops = _time_train_step(model, config, batch, repeats)
   floor = step_flops / flops['xla']
   return [
     {
-      'task': f'SASRec train step B={batch_size} L=50 d=64, {n_items} items',
+      'task': f'SASRec train step {_shape(config)}, {n_items} items',
       'seconds': seconds,
       'floor_s': floor,
       'floor/time': floor / seconds,
       'note': (
         f'{1 / seconds:.1f} steps/s; {step_flops / 1e9:.1f} GFLOP/step;'
-        f' {budget} packed targets of {batch_size * 50}'
+        f' {budget} packed targets of {batch_size * config.model.max_len}'
       ),
     }
   ]
@@ -280,7 +304,7 @@ def bench_sasrec(flops: dict, repeats: int) -> list[dict]:
 def _train_step(model, config, batch, steps_per_epoch=1):
   """(jitted train step, initial state, rng) of `model` on `batch`."""
   tx = optim.make(config.optim, 1000, steps_per_epoch)
-  params = model.init(jax.random.key(0), batch)
+  params = jax.jit(model.init)(jax.random.key(0), batch)
   state = loop.new_state(model, params, tx)
   step = jax.jit(loop._make_train_step(model, tx), donate_argnums=0)
   return step, state, jax.random.key(1)
@@ -311,23 +335,24 @@ def bench_diffurec(flops: dict, repeats: int) -> list[dict]:
   n_items = _ITEMS.value
   rows = []
   for pack in (True, False):
-    config = diffurec_config.get_config('dataset=beauty')
+    config = _get_config(diffurec_config, 'dataset=beauty')
     config.model.pack = pack
+    batch_size, length = config.train.batch_size, config.model.max_len
     model, batch, data = _train_inputs(
       'diffurec', config, n_items, _USERS.value, 6.9
     )
-    per_epoch = -(-len(data) // 512)
+    per_epoch = -(-len(data) // batch_size)
     seconds, step_flops = _time_train_step(
       model, config, batch, repeats, per_epoch
     )
     floor = step_flops / flops['xla']
     layout = (
-      f'{data.rows} packed rows of 50' if pack else '512 padded rows of 50'
-    )
+      f'{data.rows} packed rows' if pack else f'{batch_size} padded rows'
+    ) + f' of {length}'
     rows.append(
       {
         'task': (
-          f'DiffuRec train step B=512 L=50 d=128, {n_items} items'
+          f'DiffuRec train step {_shape(config)}, {n_items} items'
           f' ({"packed" if pack else "padded"})'
         ),
         'seconds': seconds,
@@ -381,12 +406,12 @@ def bench_diffurec_eval(flops: dict, repeats: int) -> list[dict]:
   from configs import diffurec as diffurec_config
 
   n_items, n_users = _ITEMS.value, _EVAL_USERS.value
-  config = diffurec_config.get_config('dataset=beauty')
+  config = _get_config(diffurec_config, 'dataset=beauty')
   chunk = min(config.eval.chunk_size, n_users)  # what validation runs
   model = models.get_neural_model('diffurec')(config.model, n_items)
   history, truth, source = _eval_histories(n_items, n_users)
   scorer = loop.ModelScorer(model)
-  scorer.params = model.init(
+  scorer.params = jax.jit(model.init)(
     jax.random.key(0), model.make_batch(history, np.arange(chunk))
   )
   run = lambda: ranking.rank(
@@ -443,7 +468,7 @@ def bench_diffurec_eval(flops: dict, repeats: int) -> list[dict]:
       'note': (
         f'22,363 users: {seconds * scale:.0f} s; floor of the work done'
         f' (trimmed rows, last query) {floor * scale:.0f} s; of full'
-        f' 50-item rows {full_floor * scale:.0f} s'
+        f' {config.model.max_len}-item rows {full_floor * scale:.0f} s'
         f' ({full_floor / seconds:.2f} of it); official code: > 7 min'
       ),
     }
@@ -455,17 +480,17 @@ def bench_adrec(flops: dict, repeats: int) -> list[dict]:
   from configs import adrec as adrec_config
 
   n_users, n_items, mean_len = _ADREC_USERS.value, _ADREC_ITEMS.value, 8.9
-  config = adrec_config.get_config('dataset=adrec-beauty')
+  config = _get_config(adrec_config, 'dataset=adrec-beauty')
   model, batch, data = _train_inputs(
     'adrec', config, n_items, n_users, mean_len
   )
-  per_epoch = -(-len(data) // 512)
+  per_epoch = -(-len(data) // config.train.batch_size)
   seconds, step_flops = _time_train_step(
     model, config, batch, repeats, per_epoch
   )
   rows = [
     {
-      'task': f'ADRec train step B=512 L=50 d=128, {n_items} items',
+      'task': f'ADRec train step {_shape(config)}, {n_items} items',
       'seconds': seconds,
       'floor_s': step_flops / flops['xla'],
       'floor/time': step_flops / flops['xla'] / seconds,
@@ -483,7 +508,7 @@ def bench_adrec(flops: dict, repeats: int) -> list[dict]:
     np.arange(users), np.zeros(users, np.int64), users
   )
   probe = model.make_batch(split.train, np.arange(chunk))
-  params = model.init(jax.random.key(0), probe)
+  params = jax.jit(model.init)(jax.random.key(0), probe)
   times, x0 = {}, {}
   for reuse in (True, False):
     m = models.get_neural_model('adrec')(
@@ -513,7 +538,8 @@ def bench_adrec(flops: dict, repeats: int) -> list[dict]:
           + (
             f'; {times[False] / times[True]:.1f}x faster, max |dx0| {diff:.1e}'
             if reuse
-            else '; recomputes all 50 positions at each of 32 steps'
+            else f'; recomputes all {config.model.max_len} positions at'
+            f' each of {config.model.steps} steps'
           )
         ),
       }
@@ -576,7 +602,7 @@ def bench_diffrec(flops: dict, repeats: int) -> list[dict]:
   users) and a validation pass (every user through 40 reverse steps)."""
   from configs import diffrec as diffrec_config
 
-  config = diffrec_config.get_config()
+  config = _get_config(diffrec_config)
   split, source = _diffrec_split()
   model, batch, per_epoch, seconds, step_flops = _time_user_rows_step(
     config, split, repeats
@@ -584,7 +610,7 @@ def bench_diffrec(flops: dict, repeats: int) -> list[dict]:
   batch_size = int(config.train.batch_size)
   epoch, epoch_floor = seconds * per_epoch, step_flops * per_epoch
   scorer = loop.ModelScorer(model)
-  scorer.params = model.init(jax.random.key(0), batch)
+  scorer.params = jax.jit(model.init)(jax.random.key(0), batch)
   users = np.arange(split.n_users)
   chunk = int(config.eval.chunk_size)
   rank_s = _time_validation(scorer, split, chunk, repeats)
@@ -652,12 +678,12 @@ def bench_ddrm(flops: dict, repeats: int) -> list[dict]:
   reverse steps of the item denoiser, then scores over all items, top-20."""
   from configs import ddrm as ddrm_config
 
-  config = ddrm_config.get_config()
+  config = _get_config(ddrm_config)
   split, source = _diffrec_split('diffrec-ml-1m-noisy')
   model = models.get_neural_model('ddrm')(config.model, split.n_items)
   model = model.bind(split)
   scorer = loop.ModelScorer(model)
-  scorer.params = model.init(jax.random.key(0), None)
+  scorer.params = jax.jit(model.init)(jax.random.key(0), None)
   chunk = int(config.eval.chunk_size)
   seconds = _time_validation(scorer, split, chunk, repeats)
   one = model.make_batch(split.train, np.arange(min(chunk, split.n_users)))
@@ -687,13 +713,13 @@ def bench_cfdiff(flops: dict, repeats: int) -> list[dict]:
   default list: on a 2-core CPU one chunk takes minutes."""
   from configs import cfdiff as cfdiff_config
 
-  config = cfdiff_config.get_config()
+  config = _get_config(cfdiff_config)
   split, source = _diffrec_split()
   model, batch, per_epoch, seconds, _ = _time_user_rows_step(
     config, split, repeats
   )
   batch_size = int(config.train.batch_size)
-  params = model.init(jax.random.key(0), batch)
+  params = jax.jit(model.init)(jax.random.key(0), batch)
   chunk = int(config.eval.chunk_size)
   one = model.make_batch(split.train, np.arange(min(chunk, split.n_users)))
   score = jax.jit(model.score)
@@ -804,9 +830,11 @@ def main(argv):
       raise KeyError(f'unknown bench {name!r}; known: {sorted(benches)}')
     # The rate is measured again right before each task, so that a machine
     # whose speed drifts (a shared VM) is compared with itself at the time.
+    t0 = time.perf_counter()
     flops = matmul_flops(repeats)
     rows.append(_matmul_row(flops, f'before {name}'))
     rows.extend(benches[name](flops, repeats))
+    logging.info('%s: %.1f s with compiles', name, time.perf_counter() - t0)
     # And again after it: a rate far from the one before says the machine
     # drifted during the task, and by how much its ratios may be off.
     rows.append(_matmul_row(matmul_flops(repeats), f'after {name}'))
