@@ -196,9 +196,11 @@ class Protocol:
     self.history: list[tuple[Any, dict[str, float]]] = []
     self._test: tuple[Any, EvalResult] | None = None
 
-  def _evaluate(self, scorer, stage: Literal['valid', 'test']) -> EvalResult:
+  def rank(self, scorer, stage: Literal['valid', 'test']) -> ranking.RankResult:
+    """The top-max(ks) lists `stage` scores: its histories, exclusion and
+    users. Selects and records nothing (a study of the lists)."""
     truth = self.split.valid if stage == 'valid' else self.split.test
-    res = ranking.rank(
+    return ranking.rank(
       scorer,
       self.split.history(stage),
       truth,
@@ -208,6 +210,9 @@ class Protocol:
       chunk_size=self.chunk_size,
       users=self._valid_users if stage == 'valid' else None,
     )
+
+  def _evaluate(self, scorer, stage: Literal['valid', 'test']) -> EvalResult:
+    res = self.rank(scorer, stage)
     per_user = metrics_lib.per_user(res.hits, res.n_gt, self.ks, self.metrics)
     cov = {
       f'coverage@{k}': metrics_lib.coverage(res.topk, self.split.n_items, k)

@@ -183,6 +183,8 @@ ADDED_KEYS = {
   # DiffuRec's and ADRec's PyTorch initialisation came later: runs before
   # it started from Flax's.
   'model.init': 'flax',
+  # DreamRec's first-event examples came later: runs before it had none.
+  'model.empty_history': False,
 }
 
 
@@ -577,6 +579,31 @@ def _with_params(state: TrainState, new: dict, tx, sharding) -> TrainState:
   return jax.device_put(fresh, sharding)
 
 
+@dataclasses.dataclass(frozen=True)
+class BestRun:
+  """A workdir's best checkpoint with what it was trained on."""
+
+  config: mlc.ConfigDict
+  split: types.Split
+  model: Any
+  state: TrainState
+
+
+def restore_best(workdir: str | pathlib.Path) -> BestRun:
+  """The best checkpoint of a finished or running workdir, its saved config
+  and its split (checkpoint.CheckpointError when it cannot be read)."""
+  workdir = pathlib.Path(workdir)
+  config = mlc.ConfigDict(json.loads((workdir / 'config.json').read_text()))
+  split = fit_linear.load_split(config)
+  run = _Setup.build(config, split)
+  ckpts = checkpoint.Checkpoints(workdir / 'checkpoints')
+  try:
+    state, _ = ckpts.restore_best(run.abstract)
+  finally:
+    ckpts.close()
+  return BestRun(config, split, run.model, state)
+
+
 def evaluate_best(workdir: str | pathlib.Path, batch_mean: int = 0) -> dict:
   """Re-ranks valid and test with a finished or running workdir's best
   checkpoint (experiments/eval.py); writes and returns eval.json's dict.
@@ -587,16 +614,10 @@ def evaluate_best(workdir: str | pathlib.Path, batch_mean: int = 0) -> dict:
   ADRec official code does (`metrics.batch_mean` over N users).
   """
   workdir = pathlib.Path(workdir)
-  config = mlc.ConfigDict(json.loads((workdir / 'config.json').read_text()))
-  split = fit_linear.load_split(config)
-  run = _Setup.build(config, split)
-  ckpts = checkpoint.Checkpoints(workdir / 'checkpoints')
-  try:
-    state, meta = ckpts.restore_best(run.abstract)
-  finally:
-    ckpts.close()
+  best = restore_best(workdir)
+  config, split, state = best.config, best.split, best.state
   protocol = fit_linear.make_protocol(split, config.eval)
-  scorer = ModelScorer(run.model)
+  scorer = ModelScorer(best.model)
   scorer.params = jax.device_put(state.params, jax.local_devices()[0])
   step = int(state.step)
   valid = protocol.validate(scorer, step)
