@@ -48,6 +48,9 @@ def get_config(arg: str | None = None) -> mlc.ConfigDict:
       'guidance_p': 0.1,
       'guidance_w': 2.0,
       'eval_seed': 0,
+      # Every user's first event is an example too, with an empty history
+      # (the official data's rows: each sequence's first item is a target).
+      'empty_history': True,
     }
   )
   c.optim = optim.default_config()

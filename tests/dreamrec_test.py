@@ -8,6 +8,7 @@ import numpy as np
 from flax import linen as nn
 
 from configs import dreamrec as dreamrec_config
+from jaxrec.data import batching, types
 from jaxrec.diffusion import schedules
 from jaxrec.models import dreamrec, prefix
 from tests import reference
@@ -127,3 +128,31 @@ def test_user_vectors_are_the_float64_guided_ancestral_loop():
     'small',
   )
   np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_first_events_are_examples_with_an_empty_history():
+  part = types.Part.from_events([0, 0, 0, 1, 2, 2], [5, 6, 7, 1, 1, 2], 3)
+  ex = batching.PrefixExamples.from_part(part, 2, first_events=True)
+  assert batching.PrefixExamples.count(part, True) == len(ex) == 6
+  assert ex.users.tolist() == [0, 0, 0, 1, 2, 2]
+  assert ex.inputs.tolist() == [[0, 0], [0, 6], [6, 7], [0, 0], [0, 0], [0, 2]]
+  assert ex.targets.tolist() == [6, 7, 8, 2, 2, 3]
+  # The config's default (the official data) and the model read it.
+  assert dreamrec_config.get_config().model.empty_history
+  split = types.Split('s', 'sequential', 3, 10, part, _empty(3), _empty(3))
+  assert _model().train_size(split) == 6
+  assert _model(empty_history=False).train_size(split) == 3
+  # An all-padding history trains: loss and gradients finite.
+  batch = _batch()
+  batch['inputs'][:2] = 0
+  model = _model()
+  params = jax.jit(model.init)(jax.random.key(0), batch)
+  (loss, _), grads = jax.value_and_grad(model.loss, has_aux=True)(
+    params, batch, jax.random.key(3), 0
+  )
+  assert np.isfinite(float(loss))
+  assert all(np.isfinite(g).all() for g in jax.tree.leaves(grads))
+
+
+def _empty(n_users):
+  return types.Part.from_events(np.zeros(0, int), np.zeros(0, int), n_users)

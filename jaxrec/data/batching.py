@@ -206,7 +206,10 @@ class PrefixExamples:
   """One example per training event after a user's first: every prefix.
 
   DiffuRec (and ADRec's data) train on each prefix of each sequence: the
-  input is the previous L items, the target the event itself.
+  input is the previous L items, the target the event itself. With
+  `first_events`, each user's first event is an example too, its input
+  all padding (DreamRec's official data: every item that opens a sequence
+  is a target).
 
   Attributes:
     users: int64[N] the user of each example.
@@ -219,14 +222,21 @@ class PrefixExamples:
   targets: np.ndarray
 
   @staticmethod
-  def count(part: types.Part) -> int:
+  def count(part: types.Part, first_events: bool = False) -> int:
+    if first_events:
+      return int(part.nnz)
     return int(np.maximum(part.lengths - 1, 0).sum())
 
   @classmethod
-  def from_part(cls, part: types.Part, length: int) -> PrefixExamples:
+  def from_part(
+    cls, part: types.Part, length: int, first_events: bool = False
+  ) -> PrefixExamples:
     users = part.users
     first = part.indptr[users]
-    events = np.flatnonzero(np.arange(part.nnz) > first)  # not a first event
+    if first_events:
+      events = np.arange(part.nnz)
+    else:
+      events = np.flatnonzero(np.arange(part.nnz) > first)  # not a first
     if not len(events):
       raise ValueError('no user has two training events; nothing to train')
     window = events[:, None] - length + np.arange(length)  # [N, L] indices

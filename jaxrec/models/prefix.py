@@ -25,12 +25,19 @@ class PrefixModel:
   def schedule(self) -> schedules.Schedule:
     return schedules.make(self.config.schedule, self.config.steps)
 
+  @property
+  def _first_events(self) -> bool:
+    """`model.empty_history`: a user's first event is an example too."""
+    return bool(self.config.get('empty_history', False))
+
   def train_size(self, split: types.Split) -> int:
-    return batching.PrefixExamples.count(split.train)
+    return batching.PrefixExamples.count(split.train, self._first_events)
 
   def train_data(self, split: types.Split, plan: batching.BatchPlan):
     del plan
-    return batching.PrefixExamples.from_part(split.train, self.config.max_len)
+    return batching.PrefixExamples.from_part(
+      split.train, self.config.max_len, self._first_events
+    )
 
   def train_batch(self, data, index: np.ndarray, weights: np.ndarray) -> dict:
     return {
