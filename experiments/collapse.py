@@ -15,8 +15,9 @@ normalised singular values; d when every direction carries equal weight,
 top-K lists.
 
 A training target: in a sequential split every train event after a user's
-first (what a next-item model is trained to predict); in a top-n split
-every train interaction. Writes collapse.json beside results.json. The
+first (what a next-item model is trained to predict), and the first too
+when the model trains on it (`model.empty_history`, DreamRec); in a top-n
+split every train interaction. Writes collapse.json beside results.json. The
 test lists are the protocol's (test histories, its exclusion); nothing is
 selected.
 """
@@ -39,11 +40,12 @@ _K = flags.DEFINE_integer('k', 10, 'Top-K lists studied.', lower_bound=1)
 BUCKETS = ((0, 0), (1, 1), (2, 5), (6, 20), (21, 100), (101, None))
 
 
-def target_counts(split: types.Split) -> np.ndarray:
-  """int64[n_items]: how often each item is a training target."""
+def target_counts(split: types.Split, first_events: bool = False) -> np.ndarray:
+  """int64[n_items]: how often each item is a training target (with
+  `first_events`, a user's first train event is one too)."""
   train = split.train
   keep = np.ones(len(train.items), bool)
-  if split.kind == 'sequential':
+  if split.kind == 'sequential' and not first_events:
     starts = train.indptr[:-1][train.lengths > 0]
     keep[starts] = False  # a user's first event is never predicted
   return np.bincount(train.items[keep], minlength=split.n_items)
@@ -111,10 +113,11 @@ def collapse(workdir: str | pathlib.Path, k: int = 10) -> dict:
   scorer = loop.ModelScorer(model)
   scorer.params = params
   topk = protocol.rank(scorer, 'test').topk[:, :k]
+  first = bool(best.config.model.get('empty_history', False))
   out = {
     'step': int(best.state.step),
     'k': k,
-    **study(items, target_counts(best.split), topk),
+    **study(items, target_counts(best.split, first), topk),
     'environment': record.environment(),
   }
   record.write_json(workdir / 'collapse.json', out)

@@ -31,6 +31,8 @@ def test_target_counts_skip_each_users_first_event_in_sequences():
   users, items = [0, 0, 0, 1, 3, 3], [2, 0, 1, 1, 0, 0]
   seq = _split('sequential', users, items, 4, 3)
   np.testing.assert_array_equal(collapse.target_counts(seq), [2, 1, 0])
+  # A model that trains on first events (DreamRec) predicts those too.
+  np.testing.assert_array_equal(collapse.target_counts(seq, True), [3, 2, 1])
   cf = _split('cf', users, items, 4, 3)
   np.testing.assert_array_equal(collapse.target_counts(cf), [3, 2, 1])
 
