@@ -67,7 +67,7 @@ def study(items: np.ndarray, counts: np.ndarray, topk: np.ndarray) -> dict:
   slots = max(topk.size, 1)
   rows = []
   for low, high in BUCKETS:
-    member = (counts >= low) & (counts <= (high if high is not None else 1e18))
+    member = (counts >= low) & (counts <= (np.inf if high is None else high))
     n = int(member.sum())
     rows.append(
       {

@@ -238,7 +238,11 @@ class PrefixExamples:
     else:
       events = np.flatnonzero(np.arange(part.nnz) > first)  # not a first
     if not len(events):
-      raise ValueError('no user has two training events; nothing to train')
+      raise ValueError(
+        'no training events; nothing to train'
+        if first_events
+        else 'no user has two training events; nothing to train'
+      )
     window = events[:, None] - length + np.arange(length)  # [N, L] indices
     valid = window >= first[events][:, None]
     inputs = np.where(valid, part.items[np.maximum(window, 0)] + 1, PAD)

@@ -16,10 +16,11 @@ sinusoid(sin first, frequencies over half - 1) -> Linear(d, 2d) -> GELU ->
 Linear(2d, d), Adam lr 0.005, batch 256, d = 64, w = 2.
 
 Training examples are every prefix and, as in the official data, each
-user's first event with an empty history (`empty_history`; without it the
-items that only open sequences are never a target, so the MSE never
-shrinks their N(0, 1) rows, and their norm of about 8 against the trained
-rows' 0.2 wins every inner-product ranking: `experiments.collapse`).
+user's first event with an empty history (`empty_history`). An item that is
+never a target keeps its N(0, 1) row, norm about 8, while the MSE shrinks
+the trained rows to about 0.2, so it wins every inner-product ranking
+(`experiments.collapse`): without `empty_history` the items that only open
+sequences, with it still those absent from train.
 
 Differences: the history block is jaxrec's pre-LayerNorm block (the official
 one normalises only the attention's queries and has no output projection);
