@@ -43,10 +43,14 @@ session; each seed stopped early after 45-50 epochs, best at 25-30): HR@10
 0.1092 +- 0.0013, HR@20 0.1504 +- 0.0025, NDCG@10 0.0658 +- 0.0008,
 NDCG@20 0.0762 +- 0.0010 (pre-training alone: HR@10 0.0974, NDCG@10
 0.0606).
-adrec-baby (`runs/adrec-adrec-baby-seeds`, 2026-12-02; pre-training 15 min,
-then 20-30 min per seed on one core, best at epochs 10-15): HR@10 0.0427
-+- 0.0012, HR@20 0.0640 +- 0.0027, NDCG@10 0.0221 +- 0.0009, NDCG@20
-0.0275 +- 0.0013 (pre-training model alone: HR@10 0.0338, NDCG@10 0.0182).
+adrec-baby, official initialisation (`runs/adrec-adrec-baby-seeds`,
+2026-12-03; pre-training 12 min, then 17-30 min per seed beside another
+run, best epochs 25, 20, 20): HR@10 0.0419 +- 0.0009, HR@20 0.0641 +-
+0.0019, NDCG@10 0.0230 +- 0.0009, NDCG@20 0.0285 +- 0.0009 (pre-training
+model alone: HR@10 0.0344, NDCG@10 0.0193). Flax's initialisation (an
+earlier session, run folder lost; best at epochs 10-15): HR@10 0.0427 +-
+0.0012, HR@20 0.0640 +- 0.0027, NDCG@10 0.0221 +- 0.0009, NDCG@20 0.0275
++- 0.0013 (pre-training alone: HR@10 0.0338, NDCG@10 0.0182).
 adrec-sports (`runs/adrec-adrec-sports-seeds`, 2026-12-02; 17-46 min per
 seed on a shared core, each best at epoch 15, stopped at 35): HR@10 0.0491
 +- 0.0006, HR@20 0.0724 +- 0.0013, NDCG@10 0.0259 +- 0.0004, NDCG@20 0.0318
