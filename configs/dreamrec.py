@@ -55,6 +55,11 @@ def get_config(arg: str | None = None) -> mlc.ConfigDict:
       # Every user's first event is an example too, with an empty history
       # (the official data's rows: each sequence's first item is a target).
       'empty_history': True,
+      # The official history block and positions (`dreamrec.OfficialBlock`);
+      # 'prenorm': jaxrec's pre-LayerNorm block.
+      'encoder': 'official',
+      # Linear layers as PyTorch's defaults (the official code's); 'flax'.
+      'init': 'official',
     }
   )
   c.optim = optim.default_config()

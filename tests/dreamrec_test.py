@@ -156,3 +156,105 @@ def test_first_events_are_examples_with_an_empty_history():
 
 def _empty(n_users):
   return types.Part.from_events(np.zeros(0, int), np.zeros(0, int), n_users)
+
+
+def _ln(x, p, eps=1e-5):
+  mu = x.mean(-1, keepdims=True)
+  var = ((x - mu) ** 2).mean(-1, keepdims=True)
+  return (x - mu) / np.sqrt(var + eps) * p['scale'] + p['bias']
+
+
+def _official_guidance_f64(params, seq, heads):
+  """The official Tenc history encoder in float64, written from its
+  equations: positions from the oldest item, LN'd queries against raw
+  keys/values, logits over the whole width, causal and key-padding masks,
+  residual to the queries, width-d ReLU feed-forward with a post-LN
+  residual, padding zeroed, a final LN, the last column read."""
+  f = lambda t: np.asarray(t, np.float64)
+  p = jax.tree.map(f, params)
+  b, length = seq.shape
+  valid = seq > 0
+  start = length - valid.sum(1)
+  x = np.zeros((b, length, p['pos_emb'].shape[1]))
+  for i in range(b):
+    for c in range(start[i], length):
+      x[i, c] = (
+        p['item_emb']['embedding'][seq[i, c]] + p['pos_emb'][c - start[i]]
+      )
+  blk = p['layers_0']
+  lin = lambda h, name: h @ blk[name]['kernel'] + blk[name]['bias']
+  d = x.shape[-1]
+  queries = _ln(x, blk['ln_1'])
+  q, k, v = lin(queries, 'query'), lin(x, 'key'), lin(x, 'value')
+  out = np.zeros_like(x)
+  w = d // heads
+  for i in range(b):
+    for h in range(heads):
+      s = slice(h * w, (h + 1) * w)
+      logits = q[i, :, s] @ k[i, :, s].T / np.sqrt(d)
+      ok = np.tril(np.ones((length, length), bool)) & valid[i][None]
+      logits = np.where(ok, logits, -(2.0**32) + 1)
+      e = np.exp(logits - logits.max(-1, keepdims=True))
+      out[i, :, s] = (e / e.sum(-1, keepdims=True)) @ v[i, :, s]
+  hid = _ln(out + queries, blk['ln_2'])
+  ffn = lin(np.maximum(lin(hid, 'ffn_1'), 0), 'ffn_2')
+  y = _ln(ffn + hid, blk['ffn_norm']) * valid[..., None]
+  return _ln(y, p['norm'])[:, -1]
+
+
+def test_official_encoder_is_the_float64_tenc():
+  model = _model(heads=2)
+  assert model.net.encoder == 'official' and model.net.param_init == 'official'
+  batch = _batch(n=8)
+  batch['inputs'][1] = 0  # an empty history
+  batch['inputs'][2, :-1] = 0  # one item
+  batch['weights'] = np.ones(8, np.float32)
+  batch['targets'] = np.ones(8, np.int32)
+  params = jax.jit(model.init)(jax.random.key(0), batch)
+  guide = lambda seq: model.net.apply(
+    {'params': params}, jnp.asarray(seq), False, method='guidance'
+  )
+  got = np.asarray(guide(batch['inputs']))
+  want = _official_guidance_f64(params, batch['inputs'], 2)
+  np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+  # The empty history reads the padding column: the final LayerNorm's bias.
+  np.testing.assert_allclose(got[1], params['norm']['bias'], atol=1e-6)
+  # Positions count from the oldest item, so the left padding (trimmed at
+  # ranking) does not move h.
+  seq = batch['inputs']
+  short = seq[:, 2:]
+  keep = (seq[:, :2] == 0).all(1)
+  assert keep.sum() >= 3
+  np.testing.assert_allclose(
+    np.asarray(guide(short))[keep], got[keep], rtol=1e-5, atol=1e-5
+  )
+
+
+def test_official_init_and_encoder_keys():
+  model = _model()
+  params = jax.jit(model.init)(jax.random.key(0), _batch())
+  d = model.config.dim
+  den = params['denoiser']
+  bound = 1 / np.sqrt(3 * d)  # nn.Linear(3d, d)
+  for leaf in (den['kernel'], den['bias']):
+    assert 0.8 * bound < np.abs(leaf).max() <= bound
+  assert 0.7 < np.std(params['pos_emb']) < 1.3  # nn.Embedding: N(0, 1)
+  flax = _model(init='flax', encoder='prenorm')
+  p2 = jax.jit(flax.init)(jax.random.key(0), _batch())
+  assert np.all(p2['denoiser']['bias'] == 0)
+  assert np.std(p2['pos_emb']) < 0.05
+  # Runs saved before the keys read as jaxrec's encoder and Flax's init.
+  old = dreamrec_config.get_config('tiny').model
+  del old['encoder'], old['init']
+  net = dreamrec.DreamRec(old, 30).net
+  assert (net.encoder, net.param_init) == ('prenorm', 'flax')
+  for bad, key in (
+    ({'blocks': 2}, 'model.blocks=2'),
+    ({'encoder': 'post'}, 'model.encoder'),
+  ):
+    try:
+      jax.jit(_model(**bad).init)(jax.random.key(0), _batch())
+    except ValueError as e:
+      assert key in str(e)
+    else:
+      raise AssertionError(f'{bad} accepted')

@@ -22,12 +22,20 @@ the trained rows to about 0.2, so it wins every inner-product ranking
 (`experiments.collapse`): without `empty_history` the items that only open
 sequences, with it still those absent from train.
 
-Differences: the history block is jaxrec's pre-LayerNorm block (the official
-one normalises only the attention's queries and has no output projection);
-positions are N(0, 0.02) and counted from the newest item (official: N(0, 1),
-from the oldest of the last 10); the official code also ranks the padding
+The history encoder is the official one by default (`model.encoder=
+'official'`, `OfficialBlock`): one block whose attention takes LayerNorm'd
+queries and raw keys and values, scales by the whole width, has no output
+projection and adds its output to the normalised queries; a width-d ReLU
+feed-forward with a post-LayerNorm residual; LayerNorm epsilon 1e-5;
+positions N(0, 1), counted from the oldest of the last `max_len` items; the
+last real position read out (for an empty history the padding column, so
+h is the final LayerNorm's bias, as the official `len_seq - 1 = -1` reads).
+`model.init='official'` starts every linear layer as PyTorch's `nn.Linear`
+(and `Conv1d` of width 1). `encoder='prenorm'` is jaxrec's pre-LayerNorm
+block with N(0, 0.02) positions counted from the newest (runs before the
+key existed used it). Not reproduced: the official code ranks the padding
 row as an item, which jaxrec's item space (no padding item) cannot do, and
-keeps dropout on at evaluation (it never calls `eval()`): not reproduced.
+keeps dropout on at evaluation (it never calls `eval()`).
 """
 
 from __future__ import annotations
@@ -41,7 +49,62 @@ from flax import linen as nn
 
 from jaxrec.diffusion import forward, samplers, timesteps
 from jaxrec.models import dot, prefix
-from jaxrec.nn import transformer
+from jaxrec.nn import inits, transformer
+
+ENCODERS = ('official', 'prenorm')
+INITS = ('official', 'flax')
+
+
+def _check(name: str, value: str, allowed: tuple[str, ...]) -> str:
+  if value not in allowed:
+    raise ValueError(f'model.{name}={value!r}; expected one of {allowed}')
+  return value
+
+
+class OfficialBlock(nn.Module):
+  """The official DreamRec history block (its `Modules_ori.py` as `Tenc`
+  calls it), on left-padded rows whose padding is already zeroed.
+
+  Attributes:
+    heads: attention heads (the logits are scaled by the whole width).
+    dropout: on the attention weights and the feed-forward output.
+    torch_init: linear layers as PyTorch's defaults, else Flax's.
+  """
+
+  heads: int
+  dropout: float
+  torch_init: bool = True
+
+  @nn.compact
+  def __call__(self, x, valid, train: bool):
+    """x [B, L, D] (zero at padding), valid bool[B, L] -> [B, L, D]."""
+    b, length, d = x.shape
+    if d % self.heads:
+      raise ValueError(f'width {d} is not divisible by {self.heads} heads')
+    drop = lambda h: nn.Dropout(self.dropout)(h, deterministic=not train)
+    norm = lambda name: nn.LayerNorm(epsilon=1e-5, name=name)
+
+    def dense(name, h):
+      if self.torch_init:
+        return inits.torch_dense(d, h.shape[-1], name=name)(h)
+      return nn.Dense(d, name=name)(h)
+
+    def heads(h):  # [B, H, L, D/H]
+      return h.reshape(b, length, self.heads, -1).transpose(0, 2, 1, 3)
+
+    queries = norm('ln_1')(x)
+    q = heads(dense('query', queries))
+    k, v = heads(dense('key', x)), heads(dense('value', x))
+    logits = jnp.einsum('bhqd,bhkd->bhqk', q, k) / jnp.sqrt(d).astype(x.dtype)
+    allowed = transformer.attention_mask(valid, True).allowed
+    # A query with no allowed key (a padded one) gets uniform weights, as
+    # the official constant fill gives; its output is zeroed after the block.
+    probs = jax.nn.softmax(jnp.where(allowed, logits, -(2.0**32) + 1), -1)
+    out = jnp.einsum('bhqk,bhkd->bhqd', drop(probs), v)
+    h = out.transpose(0, 2, 1, 3).reshape(b, length, d) + queries
+    h = norm('ln_2')(h)
+    f = drop(dense('ffn_2', nn.relu(dense('ffn_1', h))))
+    return norm('ffn_norm')(f + h)
 
 
 class DreamRecNet(nn.Module):
@@ -51,30 +114,64 @@ class DreamRecNet(nn.Module):
   heads: int
   blocks: int
   dropout: float
+  encoder: str = 'official'  # config.model.encoder
+  param_init: str = 'official'  # config.model.init
 
   def setup(self):
+    official = _check('encoder', self.encoder, ENCODERS) == 'official'
+    torch_init = _check('init', self.param_init, INITS) == 'official'
     normal = nn.initializers.normal(1.0)
     self.item_emb = nn.Embed(self.n_items + 1, self.dim, embedding_init=normal)
     self.null = self.param('null_emb', normal, (self.dim,))
-    self.pos_emb = self.param(
-      'pos_emb', nn.initializers.normal(0.02), (self.max_len, self.dim)
-    )
-    self.layers = [
-      transformer.Block(self.heads, self.dropout) for _ in range(self.blocks)
-    ]
-    self.norm = nn.LayerNorm()
+    pos_init = normal if official else nn.initializers.normal(0.02)
+    self.pos_emb = self.param('pos_emb', pos_init, (self.max_len, self.dim))
+    if official:
+      if self.blocks != 1:
+        raise ValueError(
+          f"model.blocks={self.blocks}: model.encoder='official' is the"
+          " official code's single block; use encoder='prenorm' to stack"
+        )
+      self.layers = [OfficialBlock(self.heads, self.dropout, torch_init)]
+    else:
+      linear = inits.TORCH if torch_init else inits.FLAX
+      self.layers = [
+        transformer.Block(self.heads, self.dropout, linear_init=linear)
+        for _ in range(self.blocks)
+      ]
+    self.norm = nn.LayerNorm(epsilon=1e-5 if official else 1e-6)
     self.drop = nn.Dropout(self.dropout)
-    self.step_mlp = [nn.Dense(2 * self.dim), nn.Dense(self.dim)]
-    self.denoiser = nn.Dense(self.dim)
+    d = self.dim
+    if torch_init:
+      self.step_mlp = [
+        inits.torch_dense(2 * d, d),
+        inits.torch_dense(d, 2 * d),
+      ]
+      self.denoiser = inits.torch_dense(d, 3 * d)
+    else:
+      self.step_mlp = [nn.Dense(2 * d), nn.Dense(d)]
+      self.denoiser = nn.Dense(d)
+
+  def positions(self, valid):
+    """[B, L, D] position vectors: from the oldest item (official) or from
+    the newest (prenorm); either way independent of the left padding."""
+    length = valid.shape[1]
+    if self.encoder != 'official':
+      return self.pos_emb[-length:][None]
+    start = length - valid.sum(axis=1, keepdims=True)  # first real column
+    idx = jnp.clip(jnp.arange(length)[None] - start, 0, self.max_len - 1)
+    return self.pos_emb[idx]
 
   def guidance(self, seq, train: bool):
     """h [B, D]: the history's representation at the last position."""
     valid = seq > 0
-    x = self.item_emb(seq) + self.pos_emb[-seq.shape[1] :]
+    x = self.item_emb(seq) + self.positions(valid)
     x = self.drop(x, deterministic=not train) * valid[..., None]
-    mask = transformer.attention_mask(valid, True)
-    for layer in self.layers:
-      x = layer(x, mask, train) * valid[..., None]
+    if self.encoder == 'official':
+      x = self.layers[0](x, valid, train) * valid[..., None]
+    else:
+      mask = transformer.attention_mask(valid, True)
+      for layer in self.layers:
+        x = layer(x, mask, train) * valid[..., None]
     return self.norm(x)[:, -1]
 
   def denoise(self, x_t, h, t):
@@ -103,7 +200,8 @@ class DreamRec(prefix.PrefixModel, dot.DotScore):
 
   Attributes:
     config: `config.model`: max_len, dim, heads, blocks, dropout, steps,
-      schedule, guidance_p, guidance_w, eval_seed.
+      schedule, guidance_p, guidance_w, eval_seed, empty_history, encoder,
+      init.
     n_items: real items.
   """
 
@@ -114,7 +212,15 @@ class DreamRec(prefix.PrefixModel, dot.DotScore):
   def net(self) -> DreamRecNet:
     c = self.config
     return DreamRecNet(
-      self.n_items, c.max_len, c.dim, c.heads, c.blocks, c.dropout
+      self.n_items,
+      c.max_len,
+      c.dim,
+      c.heads,
+      c.blocks,
+      c.dropout,
+      # Runs saved before these keys used jaxrec's encoder and Flax's init.
+      c.get('encoder', 'prenorm'),
+      c.get('init', 'flax'),
     )
 
   # Pure functions ----------------------------------------------------------

@@ -185,6 +185,9 @@ ADDED_KEYS = {
   'model.init': 'flax',
   # DreamRec's first-event examples came later: runs before it had none.
   'model.empty_history': False,
+  # DreamRec's official history block came later: runs before it used
+  # jaxrec's pre-LayerNorm block.
+  'model.encoder': 'prenorm',
 }
 
 
