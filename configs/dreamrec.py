@@ -60,6 +60,9 @@ def get_config(arg: str | None = None) -> mlc.ConfigDict:
       'encoder': 'official',
       # Linear layers as PyTorch's defaults (the official code's); 'flax'.
       'init': 'official',
+      # Official-code quirks (`jaxrec.models.dreamrec`), off = correct.
+      'padding_item': False,
+      'eval_dropout': False,
     }
   )
   c.optim = optim.default_config()

@@ -258,3 +258,40 @@ def test_official_init_and_encoder_keys():
       assert key in str(e)
     else:
       raise AssertionError(f'{bad} accepted')
+
+
+def test_quirks_padding_row_ranked_and_dropout_at_ranking():
+  batch = _batch()
+  model = _model(padding_item=True)
+  params = jax.jit(model.init)(jax.random.key(0), batch)
+  assert model.phantom_items == 1 and _model().phantom_items == 0
+  scores = np.asarray(jax.jit(model.score)(params, batch))
+  x0 = np.asarray(jax.jit(model.user_vectors)(params, batch), np.float64)
+  table = np.asarray(params['item_emb']['embedding'], np.float64)
+  assert scores.shape == (6, 31)
+  # Real items 1..30, then the padding row (row 0, never trained).
+  np.testing.assert_allclose(scores[:, -1], x0 @ table[0], rtol=1e-4, atol=1e-4)
+  np.testing.assert_allclose(
+    scores[:, :-1], x0 @ table[1:].T, rtol=1e-4, atol=1e-4
+  )
+  # Dropout at ranking: other scores, the same on every call, and still
+  # per user (a reordered batch gives each user the same scores).
+  plain = jax.jit(_model(dropout=0.3).score)
+  quirk = _model(dropout=0.3, eval_dropout=True)
+  qscore = jax.jit(quirk.score)
+  full = np.asarray(qscore(params, batch))
+  assert not np.allclose(full, plain(params, batch), atol=1e-3)
+  np.testing.assert_array_equal(full, qscore(params, batch))
+  order = np.array([3, 0, 5, 1, 4, 2])
+  sub = {k: v[order] for k, v in batch.items()}
+  np.testing.assert_allclose(
+    qscore(params, sub), full[order], rtol=1e-5, atol=1e-4
+  )
+  # With a rate of 0 the quirk changes nothing.
+  np.testing.assert_allclose(
+    _model(eval_dropout=True).score(params, batch),
+    _model().score(params, batch),
+    rtol=1e-5,
+    atol=1e-5,
+  )
+  assert dreamrec.DreamRec.QUIRKS == ('padding_item', 'eval_dropout')

@@ -33,9 +33,14 @@ h is the final LayerNorm's bias, as the official `len_seq - 1 = -1` reads).
 `model.init='official'` starts every linear layer as PyTorch's `nn.Linear`
 (and `Conv1d` of width 1). `encoder='prenorm'` is jaxrec's pre-LayerNorm
 block with N(0, 0.02) positions counted from the newest (runs before the
-key existed used it). Not reproduced: the official code ranks the padding
-row as an item, which jaxrec's item space (no padding item) cannot do, and
-keeps dropout on at evaluation (it never calls `eval()`).
+key existed used it).
+
+Official quirks, off by default and listed in the run record:
+  padding_item=True  the padding row (never trained: N(0, 1), norm about 8)
+                     is ranked as an item that is never a hit.
+  eval_dropout=True  dropout stays on when the history is encoded for
+                     ranking (the official code never calls `eval()`); each
+                     user's masks come from its own stream.
 """
 
 from __future__ import annotations
@@ -52,6 +57,8 @@ from jaxrec.models import dot, prefix
 from jaxrec.nn import inits, transformer
 
 ENCODERS = ('official', 'prenorm')
+# fold_in tag of the eval-dropout masks; the noise draws use tags 0..T.
+_DROPOUT_TAG = 1 << 30
 INITS = ('official', 'flax')
 
 
@@ -201,12 +208,20 @@ class DreamRec(prefix.PrefixModel, dot.DotScore):
   Attributes:
     config: `config.model`: max_len, dim, heads, blocks, dropout, steps,
       schedule, guidance_p, guidance_w, eval_seed, empty_history, encoder,
-      init.
+      init, padding_item, eval_dropout.
     n_items: real items.
   """
 
   config: mlc.ConfigDict
   n_items: int
+
+  # Config keys that switch an official-code quirk; the run record lists them.
+  QUIRKS = ('padding_item', 'eval_dropout')
+
+  @property
+  def phantom_items(self) -> int:
+    """Extra score columns ranked but never hits (the padding row)."""
+    return int(self.config.get('padding_item', False))
 
   @property
   def net(self) -> DreamRecNet:
@@ -265,14 +280,33 @@ class DreamRec(prefix.PrefixModel, dot.DotScore):
     schedule, dim = self.schedule, self.config.dim
     seq = batch['inputs']
     draw = prefix.user_normal(batch['users'], self.config.eval_seed)
+    h = None
+    if self.config.get('eval_dropout', False):
+      # The quirk: encode with dropout on, each user's masks from its own
+      # stream (a tag the noise draws never use), so scores stay batch-free.
+      keys = jax.vmap(
+        lambda u: jax.random.fold_in(
+          jax.random.fold_in(jax.random.key(self.config.eval_seed), u),
+          _DROPOUT_TAG,
+        )
+      )(batch['users'])
+      h = jax.vmap(
+        lambda s, k: self.net.apply(
+          {'params': params},
+          s[None],
+          True,
+          method='guidance',
+          rngs={'dropout': k},
+        )[0]
+      )(seq, keys)
 
     def run(net):
       b = seq.shape[0]
-      h = net.guidance(seq, False)
+      cond = net.guidance(seq, False) if h is None else h
       null = net.null_guidance(b)
       # Every row is at step t: the step MLP runs once per call, not b times.
       model_fn = samplers.classifier_free(
-        lambda x, t: net.denoise(x, h, t),
+        lambda x, t: net.denoise(x, cond, t),
         lambda x, t: net.denoise(x, null, t),
         self.config.guidance_w,
       )
@@ -288,5 +322,9 @@ class DreamRec(prefix.PrefixModel, dot.DotScore):
     return nn.apply(run, self.net)({'params': params})
 
   def item_vectors(self, params) -> jax.Array:
-    """float32[n_items, d]: the embeddings of items 1..n."""
-    return self.net.apply({'params': params}, method=DreamRecNet.table)[1:]
+    """float32[n_items (+1: padding_item), d]: the embeddings of items
+    1..n, then the padding row."""
+    table = self.net.apply({'params': params}, method=DreamRecNet.table)
+    if self.phantom_items:
+      return jnp.concatenate([table[1:], table[:1]])
+    return table[1:]

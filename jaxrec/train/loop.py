@@ -188,6 +188,9 @@ ADDED_KEYS = {
   # DreamRec's official history block came later: runs before it used
   # jaxrec's pre-LayerNorm block.
   'model.encoder': 'prenorm',
+  # DreamRec's quirk flags came later: its runs before them had neither.
+  'model.padding_item': False,
+  'model.eval_dropout': False,
 }
 
 
