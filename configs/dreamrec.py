@@ -22,7 +22,10 @@ TopPop's 0.0162: the items never a target keep their N(0, 1) norm of about
 8 against the trained rows' 0.2 and fill every top-10 list
 (`experiments.collapse`). With `empty_history` (now the default; 271
 steps per epoch, 11 minutes beside another run) HR@10 is 0.0048: the 27
-items absent from train still fill the lists.
+items absent from train still fill the lists. Both used jaxrec's
+pre-LayerNorm block; with the official encoder and initialisation (now
+the defaults) the best validation is epoch 10 and test HR@10 is 0.0029,
+NDCG@10 0.0015 (11 minutes beside two other runs; stopped at epoch 60).
 
 Memory: the train step per device, as XLA accounts it (`python -m
 tools.memory --config=configs/dreamrec.py`): Beauty, batch 256: 31 MiB, of
