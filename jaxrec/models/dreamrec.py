@@ -57,9 +57,9 @@ from jaxrec.models import dot, prefix
 from jaxrec.nn import inits, transformer
 
 ENCODERS = ('official', 'prenorm')
+INITS = ('official', 'flax')
 # fold_in tag of the eval-dropout masks; the noise draws use tags 0..T.
 _DROPOUT_TAG = 1 << 30
-INITS = ('official', 'flax')
 
 
 def _check(name: str, value: str, allowed: tuple[str, ...]) -> str:
