@@ -71,13 +71,6 @@ OFFICIAL_INIT = inits.LinearInit('xavier', 'xavier', 'xavier', 'torch')
 OFFICIAL_PRETRAIN_INIT = inits.LinearInit(
   'normal_0.1', 'normal_0.1', 'normal_0.1', 'zeros'
 )
-INITS = ('official', 'flax')
-
-
-def _check_init(init: str) -> str:
-  if init not in INITS:
-    raise ValueError(f'model.init={init!r}; expected one of {INITS}')
-  return init
 
 
 def _blocks(n: int, heads: int, dropout: float, init=inits.FLAX):
@@ -117,7 +110,7 @@ class ADRecNet(nn.Module):
     )
     self.emb_drop = dropout_lib.Dropout(self.emb_dropout)
     self.hist_norm = nn.LayerNorm(epsilon=1e-12)
-    d, official = self.dim, _check_init(self.param_init) == 'official'
+    d, official = self.dim, inits.check_init(self.param_init) == 'official'
     block_init = OFFICIAL_INIT if official else inits.FLAX
     self.cam = _blocks(self.cam_blocks, self.heads, self.dropout, block_init)
     if official:
@@ -214,7 +207,7 @@ class ADRecPretrainNet(nn.Module):
     )
     self.in_norm = nn.LayerNorm(epsilon=1e-5)
     self.emb_drop = dropout_lib.Dropout(self.emb_dropout)
-    official = _check_init(self.param_init) == 'official'
+    official = inits.check_init(self.param_init) == 'official'
     block_init = OFFICIAL_PRETRAIN_INIT if official else inits.FLAX
     self.cam = _blocks(self.cam_blocks, self.heads, self.dropout, block_init)
 
@@ -350,9 +343,7 @@ class _NextItemHost(dot.DotScore):
   def item_vectors(self, params) -> jax.Array:
     """[n_items (+1: padding_item), d]: real items, then the padding row."""
     table = self.net.apply({'params': params}, method=type(self.net).table)
-    if self.config.padding_item:
-      return jnp.concatenate([table[1:], table[:1]])
-    return table[1:]
+    return dot.ranked_rows(table, self.phantom_items)
 
 
 @dataclasses.dataclass(frozen=True)

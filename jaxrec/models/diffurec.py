@@ -50,13 +50,6 @@ from jaxrec.nn import inits, transformer
 # value projections, xavier_normal_ for the output projection and both
 # feed-forward kernels, nn.Linear's default biases.
 OFFICIAL_INIT = inits.LinearInit('torch', 'xavier', 'xavier', 'torch')
-INITS = ('official', 'flax')
-
-
-def check_init(init: str) -> str:
-  if init not in INITS:
-    raise ValueError(f'model.init={init!r}; expected one of {INITS}')
-  return init
 
 
 class DiffuRecNet(nn.Module):
@@ -79,7 +72,7 @@ class DiffuRecNet(nn.Module):
     )
     self.emb_norm = nn.LayerNorm(epsilon=1e-12)
     d = self.dim
-    if check_init(self.param_init) == 'official':
+    if inits.check_init(self.param_init) == 'official':
       self.time_mlp = [inits.torch_dense(4 * d, d), inits.torch_dense(d, 4 * d)]
     else:
       self.time_mlp = [nn.Dense(4 * d), nn.Dense(d)]
@@ -369,6 +362,4 @@ class DiffuRec(prefix.PrefixModel, dot.DotScore):
   def item_vectors(self, params) -> jax.Array:
     """[n_items (+1: padding_item), d]: real items, then the padding row."""
     table = self.net.apply({'params': params}, method=DiffuRecNet.table)
-    if self.config.padding_item:
-      return jnp.concatenate([table[1:], table[:1]])
-    return table[1:]
+    return dot.ranked_rows(table, self.phantom_items)

@@ -9,6 +9,16 @@ native score+top-k kernel on CPU, which never writes the [B, I] scores.
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
+
+
+def ranked_rows(table: jax.Array, padding_item: int) -> jax.Array:
+  """The rows `item_vectors` ranks from an embedding table whose row 0 is
+  padding: items 1..n, then (the `padding_item` official quirk) the
+  padding row as a phantom item that is never a hit."""
+  if padding_item:
+    return jnp.concatenate([table[1:], table[:1]])
+  return table[1:]
 
 
 class DotScore:

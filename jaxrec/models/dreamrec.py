@@ -57,15 +57,14 @@ from jaxrec.models import dot, prefix
 from jaxrec.nn import inits, transformer
 
 ENCODERS = ('official', 'prenorm')
-INITS = ('official', 'flax')
 # fold_in tag of the eval-dropout masks; the noise draws use tags 0..T.
 _DROPOUT_TAG = 1 << 30
 
 
-def _check(name: str, value: str, allowed: tuple[str, ...]) -> str:
-  if value not in allowed:
-    raise ValueError(f'model.{name}={value!r}; expected one of {allowed}')
-  return value
+def _check_encoder(encoder: str) -> str:
+  if encoder not in ENCODERS:
+    raise ValueError(f'model.encoder={encoder!r}; expected one of {ENCODERS}')
+  return encoder
 
 
 class OfficialBlock(nn.Module):
@@ -125,8 +124,8 @@ class DreamRecNet(nn.Module):
   param_init: str = 'official'  # config.model.init
 
   def setup(self):
-    official = _check('encoder', self.encoder, ENCODERS) == 'official'
-    torch_init = _check('init', self.param_init, INITS) == 'official'
+    official = _check_encoder(self.encoder) == 'official'
+    torch_init = inits.check_init(self.param_init) == 'official'
     normal = nn.initializers.normal(1.0)
     self.item_emb = nn.Embed(self.n_items + 1, self.dim, embedding_init=normal)
     self.null = self.param('null_emb', normal, (self.dim,))
@@ -284,12 +283,9 @@ class DreamRec(prefix.PrefixModel, dot.DotScore):
     if self.config.get('eval_dropout', False):
       # The quirk: encode with dropout on, each user's masks from its own
       # stream (a tag the noise draws never use), so scores stay batch-free.
-      keys = jax.vmap(
-        lambda u: jax.random.fold_in(
-          jax.random.fold_in(jax.random.key(self.config.eval_seed), u),
-          _DROPOUT_TAG,
-        )
-      )(batch['users'])
+      keys = prefix.user_keys(
+        batch['users'], self.config.eval_seed, _DROPOUT_TAG
+      )
       h = jax.vmap(
         lambda s, k: self.net.apply(
           {'params': params},
@@ -325,6 +321,4 @@ class DreamRec(prefix.PrefixModel, dot.DotScore):
     """float32[n_items (+1: padding_item), d]: the embeddings of items
     1..n, then the padding row."""
     table = self.net.apply({'params': params}, method=DreamRecNet.table)
-    if self.phantom_items:
-      return jnp.concatenate([table[1:], table[:1]])
-    return table[1:]
+    return dot.ranked_rows(table, self.phantom_items)

@@ -71,11 +71,20 @@ class PrefixModel:
     return np.where(n == 0, max_len, np.minimum(n, max_len))
 
 
+def user_keys(users: jax.Array, seed: int, tag: int | None = None):
+  """[B] keys fold_in(key(seed), users[b]), then fold_in(., tag) if given:
+  one stream per user, whatever batch the user is in."""
+  base = jax.random.key(seed)
+  keys = jax.vmap(lambda u: jax.random.fold_in(base, u))(users)
+  if tag is None:
+    return keys
+  return jax.vmap(lambda k: jax.random.fold_in(k, tag))(keys)
+
+
 def user_normal(users: jax.Array, seed: int) -> Callable:
   """`draw(tag, shape) -> [B, *shape]` standard normals, row b from
   fold_in(fold_in(key(seed), users[b]), tag): one stream per user."""
-  base = jax.random.key(seed)
-  keys = jax.vmap(lambda u: jax.random.fold_in(base, u))(users)
+  keys = user_keys(users, seed)
 
   def draw(tag, shape):
     return jax.vmap(

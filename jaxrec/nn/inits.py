@@ -31,6 +31,17 @@ KERNELS = {
 }
 
 
+# `model.init` of the ports that follow their official code's initialisation.
+INITS = ('official', 'flax')
+
+
+def check_init(init: str) -> str:
+  """`init` if it is one of `INITS`, else a ValueError naming model.init."""
+  if init not in INITS:
+    raise ValueError(f'model.init={init!r}; expected one of {INITS}')
+  return init
+
+
 def torch_bias(fan_in: int):
   """nn.Linear's default bias: U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
   bound = 1.0 / float(fan_in) ** 0.5
