@@ -51,10 +51,15 @@ model alone: HR@10 0.0344, NDCG@10 0.0193). Flax's initialisation (an
 earlier session, run folder lost; best at epochs 10-15): HR@10 0.0427 +-
 0.0012, HR@20 0.0640 +- 0.0027, NDCG@10 0.0221 +- 0.0009, NDCG@20 0.0275
 +- 0.0013 (pre-training alone: HR@10 0.0338, NDCG@10 0.0182).
-adrec-sports (`runs/adrec-adrec-sports-seeds`, 2026-12-02; 17-46 min per
-seed on a shared core, each best at epoch 15, stopped at 35): HR@10 0.0491
-+- 0.0006, HR@20 0.0724 +- 0.0013, NDCG@10 0.0259 +- 0.0004, NDCG@20 0.0318
-+- 0.0006 (pre-training model alone: HR@10 0.0415, NDCG@10 0.0218).
+adrec-sports, official initialisation (`runs/adrec-adrec-sports-seeds`,
+2026-12-03; pre-training 52 min, then about 50 min per seed beside two
+other runs, best at epochs 10, 15, 15): HR@10 0.0471 +- 0.0008, HR@20
+0.0693 +- 0.0011, NDCG@10 0.0258 +- 0.0005, NDCG@20 0.0314 +- 0.0006
+(pre-training model alone: HR@10 0.0395, NDCG@10 0.0218). Flax's
+initialisation (2026-12-02, run folder lost; each best at epoch 15): HR@10
+0.0491 +- 0.0006, HR@20 0.0724 +- 0.0013, NDCG@10 0.0259 +- 0.0004,
+NDCG@20 0.0318 +- 0.0006 (pre-training alone: HR@10 0.0415, NDCG@10
+0.0218).
 
 Memory: the train step per device, as XLA accounts it (`python -m
 tools.memory --config=configs/adrec.py`): adrec-beauty, batch 512: 477 MiB,

@@ -7,6 +7,9 @@ r"""One Markdown table of finished runs: mean +- std over their seeds.
 Each argument is a run's workdir or an `experiments.seeds` root (its
 finished seed<k>/ runs are summarized, also while later seeds still run),
 or the chosen point's folder of an `experiments.sweep` (column 'tuned').
+Rows of one model on one dataset that differ in config (say, a longer
+patience) say how in column 'differs' (the keys whose values differ among
+them; the seed aside).
 
 `--baseline=MODEL` compares every other row with that model's row of the
 same dataset, user by user on the test set (`jaxrec.study.significance`:
@@ -79,9 +82,22 @@ def main(argv):
   for c in comparisons:
     if c['p_holm'] < _ALPHA.value:
       rows[c['row']][c['metric']] += ' *'
+  # 'differs': the config keys that set apart rows of one model on one
+  # dataset (e.g. train.patience=12 beside the default), so that two such
+  # rows can be told apart.
+  groups = {}
+  for i, row in enumerate(rows):
+    groups.setdefault((row['model'], row['dataset']), []).append(i)
+  for members in groups.values():
+    if len(members) < 2:
+      continue
+    configs = [report.run_config(dirs[i]) for i in members]
+    for i, d in zip(members, report.config_differences(configs), strict=True):
+      if d:
+        rows[i]['differs'] = d
   # 'tuned': the point an experiments.sweep chose, for its rows.
-  tuned = ('tuned',) if any('tuned' in r for r in rows) else ()
-  columns = ('model', 'dataset', 'seeds', 'quirks', *tuned, *_METRICS.value)
+  extra = tuple(c for c in ('tuned', 'differs') if any(c in r for r in rows))
+  columns = ('model', 'dataset', 'seeds', 'quirks', *extra, *_METRICS.value)
   print(report.markdown_table(rows, columns))
   if _BATCH_MEAN.value:
     print(
@@ -99,6 +115,11 @@ def main(argv):
       {
         'model': rows[c['row']]['model'],
         'dataset': rows[c['row']]['dataset'],
+        **(
+          {'differs': rows[c['row']].get('differs', '-')}
+          if 'differs' in extra
+          else {}
+        ),
         'metric': c['metric'],
         'diff': f'{c["diff"]:+.4f}',
         'relative': f'{100 * c["rel"]:+.1f} %',

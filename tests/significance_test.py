@@ -132,3 +132,56 @@ def test_official_batch_mean_hand_worked(tmp_path):
   _run(tmp_path / 'b', 'b', 0, {'hr@10': hr}, users=[0, 2, 1, 3, 4])
   with pytest.raises(ValueError, match='not in user order'):
     report.run_row(tmp_path / 'b', ['hr@10'], batch=2)
+
+
+def test_table_says_how_rows_of_one_model_differ(tmp_path):
+  hr = {'hr@10': [1.0, 0.0, 1.0, 0.0]}
+  configs = {
+    'short': {'seed': 0, 'train': {'patience': 4, 'lr': 1e-3}},
+    'long': {'seed': 1, 'train': {'patience': 12, 'lr': 1e-3}},
+    'base': {'seed': 0, 'train': {'patience': 4}},
+  }
+  for name, model in (
+    ('short', 'diffurec'),
+    ('long', 'diffurec'),
+    ('base', 'sasrec'),
+  ):
+    _run(tmp_path / name, model, configs[name]['seed'], hr)
+    (tmp_path / name / 'config.json').write_text(json.dumps(configs[name]))
+  # Seed and equal keys aside, only the patience differs; a lone row of its
+  # model says nothing; a key one config lacks reads 'unset'.
+  got = report.config_differences(
+    [report.run_config(tmp_path / n) for n in ('short', 'long')]
+  )
+  assert got == ['train.patience=4', 'train.patience=12']
+  assert report.config_differences([{'a': 1}]) == ['']
+  assert report.config_differences([{'a': 1}, {'a': 1, 'b': [2]}]) == [
+    'b=unset',
+    'b=[2]',
+  ]
+  with pytest.raises(FileNotFoundError, match='no config.json'):
+    report.run_config(tmp_path / 'none')
+  env = {**os.environ, 'JAX_PLATFORMS': 'cpu'}
+  cmd = [sys.executable, '-m', 'experiments.table', '--metrics=hr@10']
+  dirs = [str(tmp_path / n) for n in ('short', 'long', 'base')]
+  out = subprocess.run(
+    [*cmd, *dirs, '--baseline=sasrec'],
+    cwd=ROOT,
+    env=env,
+    capture_output=True,
+    text=True,
+  )
+  assert out.returncode == 0, out.stderr[-2000:]
+  lines = out.stdout.splitlines()
+  assert lines[0].split('|')[5].strip() == 'differs'
+  rows = [ln for ln in lines if ln.startswith('| diffurec | toy |')]
+  # Main table: column 5; the comparisons with the baseline: column 3.
+  assert [r.split('|')[5].strip() for r in rows[:2]] == [
+    'train.patience=4',
+    'train.patience=12',
+  ]
+  assert [r.split('|')[3].strip() for r in rows[2:]] == [
+    'train.patience=4',
+    'train.patience=12',
+  ]
+  assert '| sasrec | toy | 0 | none | - |' in out.stdout

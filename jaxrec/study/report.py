@@ -112,6 +112,49 @@ def run_row(
   return row
 
 
+def run_config(workdir: str | pathlib.Path) -> dict:
+  """The flattened config ('train.patience': 12, ...) of a run, or of the
+  first finished seed of a seeds folder; seeds differ only in 'seed'."""
+  workdir = pathlib.Path(workdir)
+  paths = [workdir / 'config.json'] + sorted(
+    workdir.glob('seed*/config.json'),
+    key=lambda p: int(p.parent.name[len('seed') :]),
+  )
+  path = next((p for p in paths if p.exists()), None)
+  if path is None:
+    raise FileNotFoundError(
+      f'{workdir}: no config.json (nor seed*/config.json)'
+    )
+
+  def flat(tree, prefix=''):
+    for key, value in tree.items():
+      if isinstance(value, dict):
+        yield from flat(value, f'{prefix}{key}.')
+      else:
+        yield f'{prefix}{key}', value
+
+  return dict(flat(json.loads(path.read_text())))
+
+
+def config_differences(configs: Sequence[dict]) -> list[str]:
+  """For each flattened config, 'key=value' of the keys (seed aside) whose
+  values are not the same in all of `configs`; 'key=unset' where a config
+  lacks a key another has. Empty strings when fewer than two configs."""
+  if len(configs) < 2:
+    return [''] * len(configs)
+  keys = sorted(set().union(*configs) - {'seed'})
+  missing = object()
+  varying = [
+    k
+    for k in keys
+    if len({json.dumps(c.get(k, missing), default=str) for c in configs}) > 1
+  ]
+  return [
+    ' '.join(f'{k}={json.dumps(c[k]) if k in c else "unset"}' for k in varying)
+    for c in configs
+  ]
+
+
 def _batch_mean_of(run: dict, name: str, batch: int, workdir) -> float:
   per_user = run['test'].get('per_user') or {}
   if name not in per_user:
