@@ -114,7 +114,8 @@ def run_row(
 
 def run_config(workdir: str | pathlib.Path) -> dict:
   """The flattened config ('train.patience': 12, ...) of a run, or of the
-  first finished seed of a seeds folder; seeds differ only in 'seed'."""
+  lowest-numbered seed of a seeds folder that has one, finished or not
+  (its seeds differ only in 'seed')."""
   workdir = pathlib.Path(workdir)
   paths = [workdir / 'config.json'] + sorted(
     workdir.glob('seed*/config.json'),
