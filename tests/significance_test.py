@@ -159,6 +159,15 @@ def test_table_says_how_rows_of_one_model_differ(tmp_path):
     'b=unset',
     'b=[2]',
   ]
+  # As a resume compares configs: a key added later reads as its listed
+  # value where a run predates it, and operational keys do not count.
+  assert report.config_differences(
+    [{'model.init': 'flax', 'eval.chunk_size': 64}, {'eval.chunk_size': 8}]
+  ) == ['', '']
+  assert report.config_differences([{'model.init': 'official'}, {}]) == [
+    'model.init="official"',
+    'model.init="flax"',
+  ]
   with pytest.raises(FileNotFoundError, match='no config.json'):
     report.run_config(tmp_path / 'none')
   env = {**os.environ, 'JAX_PLATFORMS': 'cpu'}

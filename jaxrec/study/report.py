@@ -10,7 +10,7 @@ import numpy as np
 
 from jaxrec.eval import metrics as metrics_lib
 from jaxrec.study import seeds
-from jaxrec.train import record
+from jaxrec.train import loop, record
 
 
 def _cell(value) -> str:
@@ -55,10 +55,7 @@ def tested_runs(workdir: str | pathlib.Path) -> list[dict]:
   if own.exists():
     paths = [own]
   else:
-    paths = sorted(
-      workdir.glob('seed*/results.json'),
-      key=lambda p: int(p.parent.name[len('seed') :]),
-    )
+    paths = _seed_files(workdir, 'results.json')
   runs = [json.loads(p.read_text()) for p in paths]
   # A sweep point that was not chosen is never tested: not a result.
   return [r for r in runs if 'test' in r]
@@ -117,43 +114,44 @@ def run_config(workdir: str | pathlib.Path) -> dict:
   lowest-numbered seed of a seeds folder that has one, finished or not
   (its seeds differ only in 'seed')."""
   workdir = pathlib.Path(workdir)
-  paths = [workdir / 'config.json'] + sorted(
-    workdir.glob('seed*/config.json'),
-    key=lambda p: int(p.parent.name[len('seed') :]),
-  )
+  paths = [workdir / 'config.json', *_seed_files(workdir, 'config.json')]
   path = next((p for p in paths if p.exists()), None)
   if path is None:
     raise FileNotFoundError(
       f'{workdir}: no config.json (nor seed*/config.json)'
     )
-
-  def flat(tree, prefix=''):
-    for key, value in tree.items():
-      if isinstance(value, dict):
-        yield from flat(value, f'{prefix}{key}.')
-      else:
-        yield f'{prefix}{key}', value
-
-  return dict(flat(json.loads(path.read_text())))
+  return loop.flatten_config(json.loads(path.read_text()))
 
 
 def config_differences(configs: Sequence[dict]) -> list[str]:
-  """For each flattened config, 'key=value' of the keys (seed aside) whose
-  values are not the same in all of `configs`; 'key=unset' where a config
-  lacks a key another has. Empty strings when fewer than two configs."""
+  """For each flattened config, 'key=value' of the keys whose values are not
+  the same in all of `configs`, as a resume compares configs: the seed and
+  `loop.OPERATIONAL_KEYS` aside, a key of `loop.ADDED_KEYS` that a config
+  lacks read as its listed value; any other key it lacks as 'unset'.
+  Empty strings when fewer than two configs."""
   if len(configs) < 2:
     return [''] * len(configs)
   keys = sorted(set().union(*configs) - {'seed'})
-  missing = object()
-  varying = [
-    k
-    for k in keys
-    if len({json.dumps(c.get(k, missing), default=str) for c in configs}) > 1
-  ]
-  return [
-    ' '.join(f'{k}={json.dumps(c[k]) if k in c else "unset"}' for k in varying)
-    for c in configs
-  ]
+  keys = [k for k in keys if not loop.operational(k)]
+
+  def value(c, k):
+    if k in c:
+      return json.dumps(c[k], default=str)
+    try:
+      return json.dumps(loop.added_value(k), default=str)
+    except KeyError:
+      return 'unset'
+
+  varying = [k for k in keys if len({value(c, k) for c in configs}) > 1]
+  return [' '.join(f'{k}={value(c, k)}' for k in varying) for c in configs]
+
+
+def _seed_files(workdir: pathlib.Path, name: str) -> list[pathlib.Path]:
+  """workdir/seed<k>/name for every k, in ascending k."""
+  return sorted(
+    workdir.glob(f'seed*/{name}'),
+    key=lambda p: int(p.parent.name[len('seed') :]),
+  )
 
 
 def _batch_mean_of(run: dict, name: str, batch: int, workdir) -> float:

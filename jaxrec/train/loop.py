@@ -148,11 +148,12 @@ class ModelScorer:
     return self.model.user_vectors(params, batch)
 
 
-def _flatten(d: dict, prefix: str = '') -> dict:
+def flatten_config(d: dict, prefix: str = '') -> dict:
+  """A nested config dict as {'train.patience': 12, ...}."""
   out = {}
   for k, v in d.items():
     if isinstance(v, dict):
-      out.update(_flatten(v, f'{prefix}{k}.'))
+      out.update(flatten_config(v, f'{prefix}{k}.'))
     else:
       out[f'{prefix}{k}'] = v
   return out
@@ -198,15 +199,26 @@ def _matches(key: str, names) -> str | None:
   return next((k for k in names if key == k or key.endswith(f'.{k}')), None)
 
 
-def _operational(key: str) -> bool:
+def operational(key: str) -> bool:
+  """Whether a flattened key is one of `OPERATIONAL_KEYS` (here or in a
+  nested stage's config): it does not change what a run computes."""
   return _matches(key, OPERATIONAL_KEYS) is not None
+
+
+def added_value(key: str):
+  """The value a saved config that lacks `key` reads as holding: its
+  `ADDED_KEYS` entry; KeyError for a key not listed there."""
+  added = _matches(key, ADDED_KEYS)
+  if added is None:
+    raise KeyError(key)
+  return ADDED_KEYS[added]
 
 
 def config_diff(saved: dict, wanted: dict) -> list[str]:
   """'key: saved -> wanted' for every differing (flattened) key, except
   `OPERATIONAL_KEYS`; a key of `ADDED_KEYS` absent from `saved` reads as
   its listed value."""
-  a, b = _flatten(saved), _flatten(wanted)
+  a, b = flatten_config(saved), flatten_config(wanted)
   older = set()  # keys the saved config predates
   for k in set(b) - set(a):
     added = _matches(k, ADDED_KEYS)
@@ -222,7 +234,7 @@ def config_diff(saved: dict, wanted: dict) -> list[str]:
       else ''
     )
     for k in sorted(set(a) | set(b))
-    if a.get(k, '<absent>') != b.get(k, '<absent>') and not _operational(k)
+    if a.get(k, '<absent>') != b.get(k, '<absent>') and not operational(k)
   ]
 
 
