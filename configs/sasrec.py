@@ -8,7 +8,9 @@ early stopping (patience 10 epochs), tested once on the best checkpoint.
 DiffuRec's paper lists SASRec on Beauty at HR@10 6.26 % / NDCG@10 3.09 %;
 the CE-trained SASRec here should beat that (README: results).
 `dataset=ml-1m` uses max_len 200 and dropout 0.2 (denser data).
-On a 2-core CPU, Beauty takes about 10 s per epoch (175 steps of 128).
+On a 2-core CPU, Beauty takes about 35-40 s per epoch (175 steps of 128;
+tools/bench.py: 0.24 s per step) and a few seconds per validation; the
+README's run took 19 minutes for its 33 epochs.
 
 Memory: the train step per device, as XLA accounts it (`python -m
 tools.memory --config=configs/sasrec.py`): Beauty, batch 128: 216 MiB, of
