@@ -35,14 +35,16 @@ checked against the paper's table.
 Measured here (`python -m experiments.seeds ... --seeds=0,1,2`, then
 `python -m experiments.table runs/adrec-adrec-beauty-seeds`), adrec-beauty,
 quirks off, selected on valid NDCG@10, mean +- std over seeds 0, 1, 2.
-Official initialisation (2026-12-03; best epochs 35, 25, 25; 10-37 min per
-seed on one core): test HR@10 0.1079 +- 0.0025, HR@20 0.1482 +- 0.0037,
-NDCG@10 0.0653 +- 0.0010, NDCG@20 0.0754 +- 0.0013 (pre-training model
-alone: HR@10 0.1071, NDCG@10 0.0664). Flax's initialisation (an earlier
-session; each seed stopped early after 45-50 epochs, best at 25-30): HR@10
-0.1092 +- 0.0013, HR@20 0.1504 +- 0.0025, NDCG@10 0.0658 +- 0.0008,
-NDCG@20 0.0762 +- 0.0010 (pre-training alone: HR@10 0.0974, NDCG@10
-0.0606).
+Official initialisation (2026-12-03, and re-run 2026-12-04 into
+`runs/adrec-adrec-beauty-seeds` to the same four digits; best epochs 35,
+25, 25; 27-29 min per seed beside two or three other runs): test HR@10
+0.1079 +- 0.0025, HR@20 0.1482 +- 0.0037, NDCG@10 0.0653 +- 0.0010,
+NDCG@20 0.0754 +- 0.0013 (pre-training model alone: HR@10 0.1009, NDCG@10
+0.0626; the first run's record said 0.1071 / 0.0664, README: results).
+Flax's initialisation (an earlier session; each seed stopped early after
+45-50 epochs, best at 25-30): HR@10 0.1092 +- 0.0013, HR@20 0.1504 +-
+0.0025, NDCG@10 0.0658 +- 0.0008, NDCG@20 0.0762 +- 0.0010 (pre-training
+alone: HR@10 0.0974, NDCG@10 0.0606).
 adrec-baby, official initialisation (`runs/adrec-adrec-baby-seeds`,
 2026-12-03; pre-training 12 min, then 17-30 min per seed beside another
 run, best epochs 25, 20, 20): HR@10 0.0419 +- 0.0009, HR@20 0.0641 +-
