@@ -48,8 +48,10 @@ going): test HR@10 7.55 %, NDCG@10 4.48 % averaged over users; 7.81 % /
 On ADRec's files (README: results, ADRec's datasets; official
 initialisation): adrec-beauty seed 0 test HR@10 0.1011, NDCG@10 0.0618
 (best epoch 95 of 115, about 1.5-3 min per epoch on one core; its folder
-was lost; the re-run's seed 0 sat on the popularity plateau for its
-first 20 epochs and set new bests at epochs 25 and 30, 2026-12-04). adrec-baby,
+was lost; a re-run's seed 0, stopped unfinished at epoch 121 still within
+its patience, tests at HR@10 0.1034, NDCG@10 0.0627 from its best state so
+far, epoch 115; 1.6-1.8 steps/s alone on 2 cores, about 6 min per 5 epochs
+and their validation). adrec-baby,
 113 steps per epoch, 2.8 steps/s on both cores (one run) or 1.5 steps/s
 each (two runs): seeds 0, 1, 2 sat on the popularity plateau and stopped
 at epochs 35-45 after 50 min each, test HR@10 0.0164 +- 0.0004 (TopPop
