@@ -40,18 +40,24 @@ histories are long, so packing saves little): at the padded step's 1.4 s
 about 45 min per epoch and 15 h between validations on 2 cores, a GPU job;
 one validation pass over 6,040 users of 50 items about 50 s.
 
+On one NVIDIA H200 (2026-12-04, jax 0.11.2, Beauty, alone on the GPU; README:
+speed, on a GPU): 143 steps/s in the training loop, 1.8 s of training per
+epoch of 257 steps, about 2.4 s per validation pass over 22,363 users, 30 s
+from launch to the first step. The step alone takes 2.6 ms (`python -m
+tools.bench --only=diffurec`); the loop's 7 ms per step was the host's batch
+assembly, made cheaper since (the bench's `host batch` row).
+
 Measured here (`runs/diffurec-beauty`, README: results; Flax's
 initialisation, quirks off, best of the first 120 epochs of a run still
 going): test HR@10 7.55 %, NDCG@10 4.48 % averaged over users; 7.81 % /
 4.63 % averaged per batch of 512 as the official code (and the paper).
 
 On ADRec's files (README: results, ADRec's datasets; official
-initialisation): adrec-beauty seed 0 test HR@10 0.1011, NDCG@10 0.0618
-(best epoch 95 of 115, about 1.5-3 min per epoch on one core; its folder
-was lost; a re-run's seed 0, stopped unfinished at epoch 121 still within
-its patience, tests at HR@10 0.1034, NDCG@10 0.0627 from its best state so
-far, epoch 115; 1.6-1.8 steps/s alone on 2 cores, about 6 min per 5 epochs
-and their validation). adrec-baby,
+initialisation): adrec-beauty seed 0 test HR@10 0.1034, HR@20 0.1430,
+NDCG@10 0.0627, NDCG@20 0.0726 (best epoch 115, stopped at epoch 135; 1.6-1.8
+steps/s alone on 2 cores, about 6 min per 5 epochs and their validation;
+an earlier run, folder lost, gave 0.1011 / 0.0618 at epoch 95 of 115).
+adrec-baby,
 113 steps per epoch, 2.8 steps/s on both cores (one run) or 1.5 steps/s
 each (two runs): seeds 0, 1, 2 sat on the popularity plateau and stopped
 at epochs 35-45 after 50 min each, test HR@10 0.0164 +- 0.0004 (TopPop

@@ -59,6 +59,69 @@ def test_epoch_covers_every_example_once_and_is_reproducible():
   assert not np.array_equal(other, seen[:5])
 
 
+def test_cached_epoch_order_is_the_drawn_permutation_and_cannot_be_changed():
+  n, seed, epoch = 1000, 7, 2
+  order = batching.epoch_order(n, seed, epoch)
+  np.testing.assert_array_equal(
+    order, np.random.default_rng([seed, epoch]).permutation(n)
+  )
+  assert batching.epoch_order(n, seed, epoch) is order  # drawn once
+  with pytest.raises(ValueError):
+    order[0] = order[1]
+  # A step's indices are the caller's own: changing them leaves the
+  # cached order, and so every later step, as it was.
+  idx, _ = batching.batch_indices(n, 100, seed, 2 * 10 + 3)  # epoch 2
+  np.testing.assert_array_equal(idx, order[300:400])
+  idx[:] = 0
+  again, _ = batching.batch_indices(n, 100, seed, 2 * 10 + 3)
+  np.testing.assert_array_equal(again, order[300:400])
+
+
+def _pack_reference(lengths, width):
+  """Best-fit decreasing as first written: lengths from `width` down, each
+  length's segments in index order, into the open row with the least room
+  that fits, as many as fit; else a new row."""
+  row = np.full(len(lengths), -1, np.int64)
+  offset = np.full(len(lengths), -1, np.int64)
+  room = [[] for _ in range(width + 1)]
+  used = []
+  for s in range(width, 0, -1):
+    items = list(np.flatnonzero(np.asarray(lengths) == s))
+    while items:
+      cap = next((c for c in range(s, width + 1) if room[c]), None)
+      if cap is None:
+        used.append(0)
+        r, cap = len(used) - 1, width
+      else:
+        r = room[cap].pop()
+      q = min(cap // s, len(items))
+      take, items = items[:q], items[q:]
+      row[take] = r
+      offset[take] = used[r] + s * np.arange(q)
+      used[r] += q * s
+      room[cap - q * s].append(r)
+  return row, offset, len(used)
+
+
+def test_pack_segments_matches_the_reference_layout():
+  # The layout decides which positions share a row (and so the dropout
+  # draws), so the fast version must place every segment where the
+  # reference does, not merely pack as tightly.
+  rng = np.random.default_rng(5)
+  for _ in range(500):
+    width = int(rng.integers(1, 60))
+    n = int(rng.integers(0, 400))
+    p = rng.uniform(0.05, 0.9)
+    lengths = np.minimum(rng.geometric(p, n), width) * (rng.random(n) > 0.1)
+    row, offset, used = batching.pack_segments(lengths, width)
+    want = _pack_reference(lengths, width)
+    assert used == want[2]
+    np.testing.assert_array_equal(row, want[0])
+    np.testing.assert_array_equal(offset, want[1])
+  with pytest.raises(ValueError, match='0..4'):
+    batching.pack_segments(np.array([5]), 4)
+
+
 def test_pack_is_exact_and_max_group_sum_bounds_every_batch():
   rng = np.random.default_rng(1)
   counts = rng.integers(0, 9, 37)

@@ -48,6 +48,7 @@ def test_bench_prints_a_table(tmp_path):
   assert 'SASRec train step B=16 L=8 d=16, 200 items' in out
   assert 'DiffuRec train step B=32 L=8 d=16, 200 items (packed)' in out
   assert 'DiffuRec train step B=32 L=8 d=16, 200 items (padded)' in out
+  assert 'DiffuRec host batch (examples, packing, transfer)' in out
   assert 'DiffuRec validation, 32 synthetic users x 200 items' in out
   assert 'ADRec train step B=16 L=8 d=16, 100 items' in out
   assert 'ADRec inference with k/v reuse, 32 users' in out

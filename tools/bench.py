@@ -28,7 +28,10 @@ Rows:
   diffurec one DiffuRec train step at the paper's Beauty sizes (B=512,
           L=50, d=128, 4 blocks, T=32, CE over 12,101 items): floor = the
           step's flops at the XLA matmul rate. The official PyTorch code
-          takes about 4.5 s per step on a 2-core CPU (REFERENCE.md).
+          takes about 4.5 s per step on a 2-core CPU (REFERENCE.md). A
+          `host batch` row times the loop's host work per packed step
+          (drawing the examples, packing, the transfer): on an accelerator,
+          where the step takes milliseconds, it can be the bound.
   diffurec_eval  DiffuRec validation ranking (32 reverse steps through the
           4-block approximator, then top-20 over 12,101 items) for
           --eval_users users (default all of Beauty's 22,363, at the
@@ -75,7 +78,7 @@ from jaxrec.data import batching, registry, synthetic, types
 from jaxrec.eval import ranking
 from jaxrec.models.linear import ease
 from jaxrec.nn import transformer
-from jaxrec.train import loop, optim
+from jaxrec.train import loop, optim, parallel
 from jaxrec.study import report
 
 _ONLY = flags.DEFINE_list(
@@ -137,6 +140,12 @@ def _shape(config) -> str:
   """'B=512 L=50 d=128' of a sequential model's train step."""
   m = config.model
   return f'B={config.train.batch_size} L={m.max_len} d={m.dim}'
+
+
+def _duration(seconds: float) -> str:
+  """`seconds` as '12.3 s' below 90 s, else as '4.5 min' (an epoch on a
+  GPU takes seconds, on a 2-core CPU minutes)."""
+  return f'{seconds:.1f} s' if seconds < 90 else f'{seconds / 60:.1f} min'
 
 
 def best_time(fn, repeats: int) -> float:
@@ -360,12 +369,43 @@ def bench_diffurec(flops: dict, repeats: int) -> list[dict]:
         'floor/time': floor / seconds,
         'note': (
           f'{layout}; {step_flops / 1e9:.0f} GFLOP/step; epoch of the random'
-          f' split ({per_epoch} steps) {seconds * per_epoch / 60:.1f} min;'
+          f' split ({per_epoch} steps) {_duration(seconds * per_epoch)};'
           ' official code ~4.5 s/step'
         ),
       }
     )
+    if pack:
+      rows.append(_host_batch_row('DiffuRec', model, data, batch_size, seconds))
   return rows
+
+
+def _host_batch_row(name: str, model, data, batch_size: int, step_s: float):
+  """The training loop's host work per step: the step's examples
+  (`batch_indices`), the model's `train_batch` (packing) and the transfer
+  (`shard_batch`). The loop overlaps it with the device's step; where it is
+  the longer of the two (an accelerator), it bounds steps/s."""
+  mesh = parallel.make_mesh()
+  n = 50
+
+  def run():
+    for step in range(n):
+      index, weights = batching.batch_indices(len(data), batch_size, 0, step)
+      batch = parallel.shard_batch(
+        model.train_batch(data, index, weights), mesh
+      )
+    jax.block_until_ready(batch)
+
+  seconds = best_time(run, 3) / n
+  return {
+    'task': f'{name} host batch (examples, packing, transfer)',
+    'seconds': seconds,
+    'floor_s': float('nan'),
+    'floor/time': float('nan'),
+    'note': (
+      f'bounds the loop at {1 / seconds:.0f} steps/s;'
+      f' {seconds / step_s:.3g} of the device step above'
+    ),
+  }
 
 
 def _eval_histories(n_items: int, n_users: int):
@@ -746,7 +786,7 @@ def bench_cfdiff(flops: dict, repeats: int) -> list[dict]:
       'floor/time': step_flops / flops['xla'] / seconds,
       'note': (
         f'{step_flops / 1e9:.1f} GFLOP/step; x {per_epoch} steps per epoch ='
-        f' {seconds * per_epoch / 60:.1f} min'
+        f' {_duration(seconds * per_epoch)}'
       ),
     },
     {
@@ -756,7 +796,7 @@ def bench_cfdiff(flops: dict, repeats: int) -> list[dict]:
       'floor_s': score_flops / flops['xla'],
       'floor/time': score_flops / flops['xla'] / rank_s,
       'note': (
-        f'x {chunks} chunks per validation = {rank_s * chunks / 60:.0f} min'
+        f'x {chunks} chunks per validation = {_duration(rank_s * chunks)}'
       ),
     },
   ]
@@ -825,6 +865,7 @@ def main(argv):
     'ddrm': bench_ddrm,
     'cfdiff': bench_cfdiff,
   }
+  columns = ('task', 'seconds', 'floor_s', 'floor/time', 'note')
   rows = []
   for name in _ONLY.value:
     if name not in benches:
@@ -833,18 +874,22 @@ def main(argv):
     # whose speed drifts (a shared VM) is compared with itself at the time.
     t0 = time.perf_counter()
     flops = matmul_flops(repeats)
-    rows.append(_matmul_row(flops, f'before {name}'))
-    rows.extend(benches[name](flops, repeats))
-    logging.info('%s: %.1f s with compiles', name, time.perf_counter() - t0)
+    task_rows = [_matmul_row(flops, f'before {name}')]
+    task_rows.extend(benches[name](flops, repeats))
     # And again after it: a rate far from the one before says the machine
     # drifted during the task, and by how much its ratios may be off.
-    rows.append(_matmul_row(matmul_flops(repeats), f'after {name}'))
-  print(f'\njax {jax.__version__} on {jax.devices()}\n')
-  print(
-    report.markdown_table(
-      rows, ('task', 'seconds', 'floor_s', 'floor/time', 'note')
+    task_rows.append(_matmul_row(matmul_flops(repeats), f'after {name}'))
+    # Each task's rows as soon as they exist: a run stopped by a time limit
+    # keeps the tasks it finished.
+    logging.info(
+      '%s: %.1f s with compiles\n%s',
+      name,
+      time.perf_counter() - t0,
+      report.markdown_table(task_rows, columns),
     )
-  )
+    rows.extend(task_rows)
+  print(f'\njax {jax.__version__} on {jax.devices()}\n')
+  print(report.markdown_table(rows, columns))
 
 
 if __name__ == '__main__':

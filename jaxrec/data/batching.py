@@ -13,6 +13,7 @@ slice of each global batch.
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import numpy as np
 
@@ -90,9 +91,16 @@ class NextItemExamples:
     return len(self.users)
 
 
+@functools.lru_cache(maxsize=4)
 def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
-  """int64[n] the example order of `epoch`, from `(seed, epoch)` only."""
-  return np.random.default_rng([seed, epoch]).permutation(n)
+  """int64[n] the example order of `epoch`, from `(seed, epoch)` only.
+
+  Read-only and cached: drawing the permutation (5 ms for Beauty's 153,776
+  prefixes) once per epoch rather than at every step keeps the host ahead
+  of an accelerator's train step."""
+  order = np.random.default_rng([seed, epoch]).permutation(n)
+  order.flags.writeable = False
+  return order
 
 
 def steps_per_epoch(n: int, batch_size: int) -> int:
@@ -118,6 +126,7 @@ def batch_indices(
   per_epoch = steps_per_epoch(n, batch_size)
   epoch, b = divmod(step, per_epoch)
   order = epoch_order(n, seed, epoch)[b * batch_size : (b + 1) * batch_size]
+  order = order.copy()  # the cached order stays read-only
   weights = np.ones(batch_size, np.float32)
   if len(order) < batch_size:
     weights[len(order) :] = 0.0
@@ -293,26 +302,40 @@ def pack_segments(lengths: np.ndarray, width: int):
   lengths = np.asarray(lengths, np.int64)
   if lengths.size and (lengths.min() < 0 or lengths.max() > width):
     raise ValueError(f'segment lengths must lie in 0..{width}')
-  row = np.full(len(lengths), -1, np.int64)
-  offset = np.full(len(lengths), -1, np.int64)
+  # Segments longest first, those of one length in index order. The loop
+  # only decides runs (q segments of size s side by side in row r from
+  # offset base) on Python ints; the arrays are written once at the end
+  # (this runs on the host at every training step).
+  order = np.argsort(-lengths, kind='stable')
+  counts = np.bincount(lengths, minlength=width + 1).tolist()
   room: list[list[int]] = [[] for _ in range(width + 1)]  # rows by room
   used: list[int] = []
+  runs: list[tuple[int, int, int, int]] = []  # (row, count, base, size)
   for s in range(width, 0, -1):
-    items = list(np.flatnonzero(lengths == s))
-    while items:
+    left = counts[s]
+    while left:
       # The open row with the least room that fits s, else a new row.
-      cap = next((c for c in range(s, width + 1) if room[c]), None)
-      if cap is None:
+      cap = s
+      while cap <= width and not room[cap]:
+        cap += 1
+      if cap > width:
         used.append(0)
         r, cap = len(used) - 1, width
       else:
         r = room[cap].pop()
-      q = min(cap // s, len(items))
-      take, items = items[:q], items[q:]
-      row[take] = r
-      offset[take] = used[r] + s * np.arange(q)
+      q = min(cap // s, left)
+      runs.append((r, q, used[r], s))
       used[r] += q * s
       room[cap - q * s].append(r)
+      left -= q
+  row = np.full(len(lengths), -1, np.int64)
+  offset = np.full(len(lengths), -1, np.int64)
+  if runs:
+    r, q, base, size = np.asarray(runs, np.int64).T
+    placed = order[: int(q.sum())]
+    within = np.arange(len(placed)) - np.repeat(np.cumsum(q) - q, q)
+    row[placed] = np.repeat(r, q)
+    offset[placed] = np.repeat(base, q) + np.repeat(size, q) * within
   return row, offset, len(used)
 
 
