@@ -62,6 +62,12 @@ class MultiHop:
 
   x: sp.csr_matrix  # binary float64 [U, I]
   scale: np.ndarray  # float64 [I]: deg(i) / U
+  # The binary graph and its transpose for the counting products, which run
+  # at every step: float32 counts are exact below 2**24 and scipy's sparse x
+  # dense products move half the bytes (a CF-Diff batch of 128 ML-1M users:
+  # 85 against 106 ms on a busy 2-core CPU; the same rows, tested).
+  counts: sp.csr_matrix  # [U, I]
+  counts_t: sp.csr_matrix  # [I, U]
 
   @classmethod
   def from_part(cls, part: types.Part, n_items: int) -> MultiHop:
@@ -69,7 +75,13 @@ class MultiHop:
     x.sum_duplicates()
     x.data[:] = 1.0
     deg = np.asarray(x.sum(0)).ravel()
-    return cls(x, deg / max(x.shape[0], 1))
+    exact = np.float32 if max(x.shape) < 2**24 else np.float64
+    return cls(
+      x,
+      deg / max(x.shape[0], 1),
+      x.astype(exact),
+      sp.csr_matrix(x.T, dtype=exact),
+    )
 
   def rows(self, users: np.ndarray) -> np.ndarray:
     """float32[B, 2I]: [c2 | c3] of `users` (module docstring)."""
@@ -77,9 +89,12 @@ class MultiHop:
     n_users = self.x.shape[0]
     own = self.x[users].toarray()  # [B, I]
     c2 = own * self.scale
-    reach = (self.x @ own.T).T > 0  # [B, U]: users sharing an item
-    reach[np.arange(len(users)), users] = False
-    c3 = (self.x.T @ reach.T.astype(np.float64)).T / n_users
+    dtype = self.counts.dtype
+    shared = self.counts @ np.ascontiguousarray(own.T, dtype)  # [U, B]
+    reach = shared > 0  # users sharing an item with each of `users`
+    reach[users, np.arange(len(users))] = False
+    c3 = (self.counts_t @ reach.astype(dtype)).T  # [B, I] exact counts
+    c3 = c3.astype(np.float64) / n_users
     return np.concatenate([c2, c3], axis=1).astype(np.float32)
 
 
