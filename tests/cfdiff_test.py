@@ -36,6 +36,11 @@ def test_multi_hop_rows_match_numpy(split):
     # Exact: the counts are integers, divided in float64 as here.
     want = np.concatenate([c2, c3]).astype(np.float32)
     np.testing.assert_array_equal(row, want)
+  # Row blocks on threads: the one-block product's rows, bit for bit.
+  for threads in (1, 3, 7):
+    hops = cfdiff.MultiHop.from_part(split.train, split.n_items, threads)
+    assert len(hops.counts) == threads
+    np.testing.assert_array_equal(hops.rows(users), got)
 
 
 def _np_cam_ae(p, x, hops, t, c, n):

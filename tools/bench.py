@@ -59,7 +59,8 @@ Rows:
           train step (128 users of ML-1M clean, CAM-AE's four attention
           maps of 522 x 522 tokens per head) and one ranking chunk (128
           users, 20 reverse steps); the notes project an epoch and a
-          validation pass.
+          validation pass. Its `host batch` row times the multi-hop rows
+          of a batch, the host's work per step.
 """
 
 from __future__ import annotations
@@ -375,11 +376,15 @@ def bench_diffurec(flops: dict, repeats: int) -> list[dict]:
       }
     )
     if pack:
-      rows.append(_host_batch_row('DiffuRec', model, data, batch_size, seconds))
+      rows.append(
+        _host_batch_row('DiffuRec', 'packing', model, data, batch_size, seconds)
+      )
   return rows
 
 
-def _host_batch_row(name: str, model, data, batch_size: int, step_s: float):
+def _host_batch_row(
+  name: str, what: str, model, data, batch_size: int, step_s: float
+):
   """The training loop's host work per step: the step's examples
   (`batch_indices`), the model's `train_batch` (packing) and the transfer
   (`shard_batch`). The loop overlaps it with the device's step; where it is
@@ -397,7 +402,7 @@ def _host_batch_row(name: str, model, data, batch_size: int, step_s: float):
 
   seconds = best_time(run, 3) / n
   return {
-    'task': f'{name} host batch (examples, packing, transfer)',
+    'task': f'{name} host batch (examples, {what}, transfer)',
     'seconds': seconds,
     'floor_s': float('nan'),
     'floor/time': float('nan'),
@@ -778,6 +783,7 @@ def bench_cfdiff(flops: dict, repeats: int) -> list[dict]:
   score_flops = jax.jit(whole.score).lower(params, one).cost_analysis()
   score_flops = score_flops['flops'] * config.model.steps
   chunks = -(-split.n_users // chunk)
+  data = model.train_data(split, batching.BatchPlan(batch_size, 0, epochs=1))
   return [
     {
       'task': f'CF-Diff train step, {source} ({batch_size} users)',
@@ -799,6 +805,9 @@ def bench_cfdiff(flops: dict, repeats: int) -> list[dict]:
         f'x {chunks} chunks per validation = {_duration(rank_s * chunks)}'
       ),
     },
+    _host_batch_row(
+      'CF-Diff', 'multi-hop rows', model, data, batch_size, seconds
+    ),
   ]
 
 
