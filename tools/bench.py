@@ -386,7 +386,7 @@ def _host_batch_row(
   name: str, what: str, model, data, batch_size: int, step_s: float
 ):
   """The training loop's host work per step: the step's examples
-  (`batch_indices`), the model's `train_batch` (packing) and the transfer
+  (`batch_indices`), the model's `train_batch` (`what`) and the transfer
   (`shard_batch`). The loop overlaps it with the device's step; where it is
   the longer of the two (an accelerator), it bounds steps/s."""
   mesh = parallel.make_mesh()

@@ -59,7 +59,7 @@ from jaxrec.nn import dropout as dropout_lib
 
 
 _HOP_THREADS = min(8, os.cpu_count() or 1)
-_hop_pool: concurrent.futures.ThreadPoolExecutor | None = None
+_hop_pool: tuple[int, concurrent.futures.ThreadPoolExecutor] | None = None
 
 
 def _row_blocks(m: sp.csr_matrix, k: int) -> tuple[sp.csr_matrix, ...]:
@@ -74,11 +74,14 @@ def _blocked_product(blocks, rhs: np.ndarray) -> np.ndarray:
   global _hop_pool
   if len(blocks) == 1:
     return blocks[0] @ rhs
-  if _hop_pool is None:
-    _hop_pool = concurrent.futures.ThreadPoolExecutor(
-      _HOP_THREADS, thread_name_prefix='cfdiff-hops'
+  if _hop_pool is None or _hop_pool[0] != os.getpid():  # none, or forked
+    _hop_pool = (
+      os.getpid(),
+      concurrent.futures.ThreadPoolExecutor(
+        _HOP_THREADS, thread_name_prefix='cfdiff-hops'
+      ),
     )
-  return np.concatenate(list(_hop_pool.map(lambda b: b @ rhs, blocks)))
+  return np.concatenate(list(_hop_pool[1].map(lambda b: b @ rhs, blocks)))
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
