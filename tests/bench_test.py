@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+import time
 
 
 def test_bench_prints_a_table(tmp_path):
@@ -57,3 +58,16 @@ def test_bench_prints_a_table(tmp_path):
   assert 'DiffRec validation, random: 5 reverse steps, top-20' in out
   assert 'iALS fit, random (300 x 120' in out
   assert 'DDRM inference, random (300 users x 120 items), 5 steps' in out
+
+
+def test_paired_time_keeps_the_run_fewest_matmul_times_long(monkeypatch):
+  from tools import bench
+
+  rates = iter([100.0, 10.0])
+  monkeypatch.setattr(bench, 'matmul_flops', lambda _: {'xla': next(rates)})
+  sleeps = iter([0.0, 0.02, 0.04])  # warm-up, then the two timed runs
+  seconds, rate = bench.paired_time(lambda: time.sleep(next(sleeps)), 2)
+  # 0.02 s at 100 flop/s is 2 flop of matmul time; 0.04 s at 10 is 0.4:
+  # the slower run on the slower machine is the better pair.
+  assert rate == 10.0
+  assert 0.04 <= seconds < 0.1

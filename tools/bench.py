@@ -43,7 +43,10 @@ Rows:
           group's approximator call, from XLA's cost analysis, which counts
           a scan body once, plus the scoring matmul); the note also gives
           the floor of full 50-item rows through every block (the official
-          code's computation).
+          code's computation). A pass takes tens of seconds, over which a
+          shared machine's speed drifts: each timed pass is paired with a
+          matmul rate measured just before it (`paired_time`, the rate in
+          the note), and the best pair is kept.
   diffrec DiffRec at its ML-1M clean settings (diffrec-ml-1m-clean when
           its files are found, else random rows of its shape): one training
           epoch (15 steps of 400 users; floor = the step's flops x 15) and
@@ -158,6 +161,23 @@ def best_time(fn, repeats: int) -> float:
     fn()
     times.append(time.perf_counter() - t0)
   return min(times)
+
+
+def paired_time(fn, repeats: int) -> tuple[float, float]:
+  """(seconds, XLA flop/s) of the best of `repeats` runs of `fn()`, each
+  timed right after a matmul rate of its own: the pair whose time is the
+  fewest matmul-times. A shared machine's speed drifts (the 2048^3 rate
+  read 104 then 182 GFLOP/s around one 50 s task), so a rate measured
+  once before a long task can put its ratio off by 2x either way; a rate
+  taken next to each run keeps the two under the same conditions."""
+  fn()
+  pairs = []
+  for _ in range(repeats):
+    rate = matmul_flops(3)['xla']
+    t0 = time.perf_counter()
+    fn()
+    pairs.append((time.perf_counter() - t0, rate))
+  return min(pairs, key=lambda p: p[0] * p[1])
 
 
 def matmul_flops(repeats: int, n: int = 2048) -> dict:
@@ -446,6 +466,7 @@ def _eval_histories(n_items: int, n_users: int):
 
 
 def bench_diffurec_eval(flops: dict, repeats: int) -> list[dict]:
+  del flops  # a rate of its own next to each timed pass (`paired_time`)
   from flax import linen as nn
 
   from configs import diffurec as diffurec_config
@@ -462,7 +483,7 @@ def bench_diffurec_eval(flops: dict, repeats: int) -> list[dict]:
   run = lambda: ranking.rank(
     scorer, history, truth, None, n_items, k=20, chunk_size=chunk
   )
-  seconds = best_time(run, max(1, repeats // 2))
+  seconds, rate = paired_time(run, max(1, repeats // 2))
   dim, steps = config.model.dim, config.model.steps
 
   def call_flops(b: int, length: int, last_only: bool) -> float:
@@ -502,7 +523,7 @@ def bench_diffurec_eval(flops: dict, repeats: int) -> list[dict]:
     steps * call_flops(chunk, config.model.max_len, False)
     + 2 * chunk * dim * n_items
   )
-  floor, full_floor = work / flops['xla'], full / flops['xla']
+  floor, full_floor = work / rate, full / rate
   scale = 22363 / n_users  # to all of Beauty's users
   return [
     {
@@ -514,7 +535,8 @@ def bench_diffurec_eval(flops: dict, repeats: int) -> list[dict]:
         f'22,363 users: {seconds * scale:.0f} s; floor of the work done'
         f' (trimmed rows, last query) {floor * scale:.0f} s; of full'
         f' {config.model.max_len}-item rows {full_floor * scale:.0f} s'
-        f' ({full_floor / seconds:.2f} of it); official code: > 7 min'
+        f' ({full_floor / seconds:.2f} of it); official code: > 7 min;'
+        f' matmul next to the timed pass {rate / 1e9:.0f} GFLOP/s'
       ),
     }
   ]
