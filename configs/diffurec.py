@@ -32,13 +32,20 @@ Time on a 2-core CPU (tools/bench.py, 2026-12-02): train step 0.24-0.5 s
 on packed rows (the machine's matmul rate varied 2x between sessions),
 1-2.5 min per epoch; one validation pass through 32 reverse steps for
 22,363 users about 30 s (rows trimmed to each user's history,
-`ranking.length_groups`). 20 epochs between validations: 25-50 min with
+`ranking.length_groups`), 50 s where matmuls are slower (0.79-0.91 of
+its floor, README: speed). 20 epochs between validations: 25-50 min with
 both cores. The latest state is also saved every `checkpoint_minutes`.
 ml-1m (`dataset=ml-1m`, same settings as the official code: max length
 50): 982,089 prefixes, 1,919 steps per epoch of 461 packed rows (users'
 histories are long, so packing saves little): at the padded step's 1.4 s
 about 45 min per epoch and 15 h between validations on 2 cores, a GPU job;
-one validation pass over 6,040 users of 50 items about 50 s.
+one validation pass over 6,040 users of 50 items about 50 s. A learning
+curve on the CPU (2026-12-04, `--config.train.eval_every=480
+--config.train.eval_every_epochs=0 --config.train.patience=400`, i.e. a
+validation every quarter epoch and the paper's 100 epochs of patience;
+about 6 s per step beside another run): valid HR@10 / NDCG@10 0.0195 /
+0.0092 at step 480 and 0.0250 / 0.0128 at step 960; stopped at step 1,080
+(README: results).
 
 On one NVIDIA H200 (2026-12-04, jax 0.11.2, Beauty, alone on the GPU; README:
 speed, on a GPU): 143 steps/s in the training loop, 1.8 s of training per
