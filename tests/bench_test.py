@@ -63,11 +63,13 @@ def test_bench_prints_a_table(tmp_path):
 def test_paired_time_keeps_the_run_fewest_matmul_times_long(monkeypatch):
   from tools import bench
 
-  rates = iter([100.0, 10.0])
+  # Rates read before run 1, between runs 1 and 2, after run 2.
+  rates = iter([100.0, 10.0, 5.0])
   monkeypatch.setattr(bench, 'matmul_flops', lambda _: {'xla': next(rates)})
   sleeps = iter([0.0, 0.02, 0.04])  # warm-up, then the two timed runs
   seconds, rate = bench.paired_time(lambda: time.sleep(next(sleeps)), 2)
-  # 0.02 s at 100 flop/s is 2 flop of matmul time; 0.04 s at 10 is 0.4:
-  # the slower run on the slower machine is the better pair.
+  # Each run takes the faster rate around it: 0.02 s at 100 flop/s is 2
+  # flop of matmul time; 0.04 s at 10 is 0.4: the slower run on the slower
+  # machine is the better pair, and the 5 read after it is not used.
   assert rate == 10.0
   assert 0.04 <= seconds < 0.1

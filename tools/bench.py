@@ -44,9 +44,9 @@ Rows:
           a scan body once, plus the scoring matmul); the note also gives
           the floor of full 50-item rows through every block (the official
           code's computation). A pass takes tens of seconds, over which a
-          shared machine's speed drifts: each timed pass is paired with a
-          matmul rate measured just before it (`paired_time`, the rate in
-          the note), and the best pair is kept.
+          shared machine's speed drifts: each timed pass is paired with the
+          faster of the matmul rates measured just before and just after it
+          (`paired_time`, the rate in the note), and the best pair is kept.
   diffrec DiffRec at its ML-1M clean settings (diffrec-ml-1m-clean when
           its files are found, else random rows of its shape): one training
           epoch (15 steps of 400 users; floor = the step's flops x 15) and
@@ -165,18 +165,21 @@ def best_time(fn, repeats: int) -> float:
 
 def paired_time(fn, repeats: int) -> tuple[float, float]:
   """(seconds, XLA flop/s) of the best of `repeats` runs of `fn()`, each
-  timed right after a matmul rate of its own: the pair whose time is the
-  fewest matmul-times. A shared machine's speed drifts (the 2048^3 rate
-  read 104 then 182 GFLOP/s around one 50 s task), so a rate measured
-  once before a long task can put its ratio off by 2x either way; a rate
-  taken next to each run keeps the two under the same conditions."""
+  bracketed by matmul rates measured just before and just after it and
+  paired with the faster of the two (a dip while the rate is read would
+  otherwise flatter the run): the pair whose time is the fewest
+  matmul-times. A shared machine's speed drifts (the 2048^3 rate read 104
+  then 182 GFLOP/s around one 50 s task), so a rate measured once before a
+  long task can put its ratio off by 2x either way."""
   fn()
-  pairs = []
+  rates = [matmul_flops(3)['xla']]
+  times = []
   for _ in range(repeats):
-    rate = matmul_flops(3)['xla']
     t0 = time.perf_counter()
     fn()
-    pairs.append((time.perf_counter() - t0, rate))
+    times.append(time.perf_counter() - t0)
+    rates.append(matmul_flops(3)['xla'])
+  pairs = [(t, max(rates[i], rates[i + 1])) for i, t in enumerate(times)]
   return min(pairs, key=lambda p: p[0] * p[1])
 
 
@@ -536,7 +539,7 @@ def bench_diffurec_eval(flops: dict, repeats: int) -> list[dict]:
         f' (trimmed rows, last query) {floor * scale:.0f} s; of full'
         f' {config.model.max_len}-item rows {full_floor * scale:.0f} s'
         f' ({full_floor / seconds:.2f} of it); official code: > 7 min;'
-        f' matmul next to the timed pass {rate / 1e9:.0f} GFLOP/s'
+        f' matmul around the timed pass {rate / 1e9:.0f} GFLOP/s'
       ),
     }
   ]
