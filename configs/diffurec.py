@@ -33,8 +33,9 @@ on packed rows (the machine's matmul rate varied 2x between sessions),
 1-2.5 min per epoch; one validation pass through 32 reverse steps for
 22,363 users about 30 s (rows trimmed to each user's history,
 `ranking.length_groups`), 47-50 s where matmuls are slower (0.77 of its
-floor against the faster rate around it, README: speed). 20 epochs between validations: 25-50 min with
-both cores. The latest state is also saved every `checkpoint_minutes`.
+floor against the faster rate around it, README: speed). 20 epochs
+between validations: 25-50 min with both cores. The latest state is
+also saved every `checkpoint_minutes`.
 ml-1m (`dataset=ml-1m`, same settings as the official code: max length
 50): 982,089 prefixes, 1,919 steps per epoch of 461 packed rows (users'
 histories are long, so packing saves little): at the padded step's 1.4 s
