@@ -58,7 +58,9 @@ from jaxrec.models import diffrec
 from jaxrec.nn import dropout as dropout_lib
 
 
-_HOP_THREADS = min(8, os.cpu_count() or 1)
+# The cores this process may run on, counted as `ranking` counts them (a
+# container can see more CPUs than it is allowed).
+_HOP_THREADS = min(8, len(os.sched_getaffinity(0)))
 
 
 def _row_blocks(m: sp.csr_matrix, k: int) -> tuple[sp.csr_matrix, ...]:
