@@ -19,11 +19,13 @@ clean history; AdamW lr 1e-4, no weight decay, batch 128, up to 1000
 epochs. The multi-hop rows: jaxrec.models.cfdiff (the 3-hop construction
 is ours; the official builder is not published).
 
-Time (`python -m tools.bench --only=cfdiff`, a busy 2-core CPU): about 10 s
-per step, 8 minutes per epoch of 47 steps, 14 minutes per validation pass;
-a GPU job. On one H200 shared with 15 other runs (2026-12-04, with
-`--config.model.attn_block=128`): 4.7-6.4 steps/s, about 10 s per epoch;
-the 10 epochs it had time for are not a result (README: CF-Diff).
+Time (`python -m tools.bench --only=cfdiff --repeats=3`, this 2-core CPU
+with nothing beside it, matmul 194 GFLOP/s, 2026-12-04): 2.9 s per step,
+2.3 minutes per epoch of 47 steps, 6.5 minutes per validation pass; 100
+epochs with a validation every 5 take about 6 hours. On one H200 shared
+with 15 other runs (2026-12-04, with `--config.model.attn_block=128`):
+4.7-6.4 steps/s, about 10 s per epoch; the 10 epochs it had time for are
+not a result (README: CF-Diff).
 
 Memory: the encoder and decoder, 2 x 2,810 x 522 floats (12 MB); per
 batch [B, I] history rows, [B, 2I] multi-hop rows and [B, U] reachability

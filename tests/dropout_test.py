@@ -40,3 +40,24 @@ def test_fewer_bits_are_exact_and_unbiased():
   # Neighbouring masks drawn from one word are not correlated.
   m = np.asarray(dropout.keep_mask(jax.random.key(4), 0.5, (64_000,), 1))
   assert abs(np.corrcoef(m[:-1], m[1:])[0, 1]) < 0.02
+
+
+def test_mask_layout_is_field_major_over_the_words():
+  # Mask e is field e // W of word e % W (W words): the layout every saved
+  # run's dropout draws were made with, written out in NumPy.
+  key = jax.random.key(5)
+  for bits, keep, shape in (
+    (1, 0.5, (5, 13)),
+    (2, 0.75, (3, 11)),
+    (16, 0.9, (7, 3)),
+  ):
+    n, per = int(np.prod(shape)), 32 // bits
+    words = np.asarray(jax.random.bits(key, (-(-n // per),), jnp.uint32))
+    e = np.arange(n)
+    fields = (words[e % len(words)] >> (bits * (e // len(words)))) & (
+      2**bits - 1
+    )
+    want = (fields < round(keep * 2**bits)).reshape(shape)
+    np.testing.assert_array_equal(
+      dropout.keep_mask(key, keep, shape, bits), want
+    )

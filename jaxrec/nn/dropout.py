@@ -39,10 +39,14 @@ def keep_mask(rng: jax.Array, keep: float, shape, bits: int = 16) -> jax.Array:
   n = int(np.prod(shape))
   per = 32 // bits
   words = jax.random.bits(rng, (-(-n // per),), jnp.uint32)
-  low = jnp.uint32(2**bits - 1)
-  fields = jnp.concatenate([(words >> (bits * i)) & low for i in range(per)])
+  # Field i of every word, then field i + 1 of every word (mask e is field
+  # e // W of word e % W). Written as one broadcast shift rather than a
+  # concatenation of `per` slices, which XLA's CPU backend materialised:
+  # 4.4 M masks at one bit took 22 against 1 ms, the same bits.
+  shifts = jnp.arange(per, dtype=jnp.uint32)[:, None] * jnp.uint32(bits)
+  fields = (words[None, :] >> shifts) & jnp.uint32(2**bits - 1)
   threshold = jnp.uint32(round(keep * 2**bits))
-  return (fields[:n] < threshold).reshape(shape)
+  return (fields.reshape(-1)[:n] < threshold).reshape(shape)
 
 
 def apply(
@@ -53,10 +57,15 @@ def apply(
     return x
   if rate >= 1.0:
     return jnp.zeros_like(x)
-  keep = 1.0 - rate
-  mask = keep_mask(rng, keep, x.shape, bits)
-  scale = 2**bits / round(keep * 2**bits)  # the exact inverse keep rate
+  mask, scale = mask_and_scale(rng, rate, x.shape, bits)
   return jnp.where(mask, x * jnp.asarray(scale, x.dtype), 0.0)
+
+
+def mask_and_scale(rng: jax.Array, rate: float, shape, bits: int = 16):
+  """`apply`'s keep mask and its exact inverse keep rate, for a backward
+  pass that drops the same entries: apply(x) = where(mask, x * scale, 0)."""
+  keep = 1.0 - rate
+  return keep_mask(rng, keep, shape, bits), 2**bits / round(keep * 2**bits)
 
 
 class Dropout(nn.Module):
