@@ -149,6 +149,18 @@ def test_blocked_attention_and_its_gradient_match_numpy():
     plain, _np_attention(q, k, v, ones, 1.0), rtol=1e-5, atol=1e-6
   )
 
+  def autodiff(q, k, v):  # jax's own gradient of the same formula
+    w = jax.nn.softmax(jnp.einsum('bhqc,bhkc->bhqk', q, k) / 2.0, -1)
+    return jnp.sum(jnp.einsum('bhqk,bhkc->bhqc', w, v) * g)
+
+  got = jax.grad(
+    lambda *a: jnp.sum(cfdiff._blocked_attention(*a, 0.5, None, 2) * g),
+    argnums=(0, 1, 2),
+  )(*args)
+  want = jax.grad(autodiff, argnums=(0, 1, 2))(*args)
+  for a, b in zip(got, want, strict=True):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
 
 def test_ranking_ignores_batch_companions_and_jit(split):
   model = _model(split, sampling_steps=2)
