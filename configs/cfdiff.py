@@ -33,7 +33,7 @@ batch [B, I] history rows, [B, 2I] multi-hop rows and [B, U] reachability
 (4 x 4 x 522^2 floats, 17 MB, per block) and recomputed in the backward
 pass.
 Train step per device, as XLA accounts it (`python -m tools.memory
---config=configs/cfdiff.py`): ML-1M clean, batch 128: 311 MiB, of which 37.4
+--config=configs/cfdiff.py`): ML-1M clean, batch 128: 288 MiB, of which 37.4
 MiB state and batch.
 """
 
