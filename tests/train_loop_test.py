@@ -399,14 +399,28 @@ def test_sigterm_saves_the_step_and_resumes_exactly(tmp_path, monkeypatch):
 def test_second_stop_signal_acts_as_before():
   from jaxrec.train import signals
 
-  with signals.stop_requests() as requested:
-    assert requested() == 0
-    os.kill(os.getpid(), signal.SIGINT)
-    assert requested() == signal.SIGINT
-    # The first one restored Python's own handler: the second interrupts.
-    with pytest.raises(KeyboardInterrupt):
+  # Python's own SIGINT handler before the context, whatever this worker
+  # process inherited.
+  inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
+  try:
+    with signals.stop_requests() as requested:
+      assert requested() == 0
+      # The kernel may hand a process signal to any thread (XLA keeps
+      # several); Python then runs the handler at the main thread's next
+      # check, which one long sleep would postpone: wait in short ones.
       os.kill(os.getpid(), signal.SIGINT)
-      time.sleep(1)
+      for _ in range(100):
+        if requested():
+          break
+        time.sleep(0.05)
+      assert requested() == signal.SIGINT
+      # The first one restored Python's own handler: the second interrupts.
+      with pytest.raises(KeyboardInterrupt):
+        os.kill(os.getpid(), signal.SIGINT)
+        for _ in range(100):
+          time.sleep(0.05)
+  finally:
+    signal.signal(signal.SIGINT, inherited)
 
 
 def test_official_eval_is_recorded_and_selects_on_any_new_max(tmp_path):
