@@ -152,8 +152,8 @@ def _attention_parts(q, k, rate, key):
 
 
 def _drop(a, mask, scale):
-  """dropout_lib.apply's formula, from a mask already drawn."""
-  return a if mask is None else jnp.where(mask, a * scale, 0.0)
+  """dropout_lib.drop, or `a` itself without a mask."""
+  return a if mask is None else dropout_lib.drop(a, mask, scale)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(4,))

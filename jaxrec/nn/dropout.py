@@ -57,13 +57,17 @@ def apply(
     return x
   if rate >= 1.0:
     return jnp.zeros_like(x)
-  mask, scale = mask_and_scale(rng, rate, x.shape, bits)
+  return drop(x, *mask_and_scale(rng, rate, x.shape, bits))
+
+
+def drop(x, mask, scale: float):
+  """x * scale where `mask`, else 0: `apply` from a mask already drawn."""
   return jnp.where(mask, x * jnp.asarray(scale, x.dtype), 0.0)
 
 
 def mask_and_scale(rng: jax.Array, rate: float, shape, bits: int = 16):
   """`apply`'s keep mask and its exact inverse keep rate, for a backward
-  pass that drops the same entries: apply(x) = where(mask, x * scale, 0)."""
+  pass that drops the same entries (`drop`)."""
   keep = 1.0 - rate
   return keep_mask(rng, keep, shape, bits), 2**bits / round(keep * 2**bits)
 
