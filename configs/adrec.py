@@ -57,9 +57,10 @@ adrec-sports, official initialisation (`runs/adrec-adrec-sports-seeds`,
 2026-12-03; pre-training 52 min, then about 50 min per seed beside two
 other runs, best at epochs 10, 15, 15): HR@10 0.0471 +- 0.0008, HR@20
 0.0693 +- 0.0011, NDCG@10 0.0258 +- 0.0005, NDCG@20 0.0314 +- 0.0006
-(pre-training model alone: HR@10 0.0395, NDCG@10 0.0218). Flax's
-initialisation (2026-12-02, run folder lost; each best at epoch 15): HR@10
-0.0491 +- 0.0006, HR@20 0.0724 +- 0.0013, NDCG@10 0.0259 +- 0.0004,
+(pre-training model alone: HR@10 0.0395, NDCG@10 0.0218); rebuilt
+2026-12-04/05 by the same command, the same figures to the fourth digit.
+Flax's initialisation (2026-12-02, run folder lost; each best at epoch
+15): HR@10 0.0491 +- 0.0006, HR@20 0.0724 +- 0.0013, NDCG@10 0.0259 +- 0.0004,
 NDCG@20 0.0318 +- 0.0006 (pre-training alone: HR@10 0.0415, NDCG@10
 0.0218).
 
