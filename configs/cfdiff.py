@@ -26,7 +26,7 @@ epochs with a validation every 5 take about 6 hours. On one H200 shared
 with 15 other runs (2026-12-04, with `--config.model.attn_block=128`):
 4.7-6.4 steps/s, about 10 s per epoch; the 10 epochs it had time for are
 not a result (README: CF-Diff). The CPU run (the command above) had valid
-Recall@20 0.0790 at epoch 10 and 0.1017 at epoch 35, a new best at every
+Recall@20 0.0790 at epoch 10 and 0.1071 at epoch 40, a new best at every
 validation since epoch 15; it is unfinished (2026-12-05).
 
 Memory: the encoder and decoder, 2 x 2,810 x 522 floats (12 MB); per
