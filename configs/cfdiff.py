@@ -25,9 +25,11 @@ with nothing beside it, matmul 194 GFLOP/s, 2026-12-04): 2.9 s per step,
 epochs with a validation every 5 take about 6 hours. On one H200 shared
 with 15 other runs (2026-12-04, with `--config.model.attn_block=128`):
 4.7-6.4 steps/s, about 10 s per epoch; the 10 epochs it had time for are
-not a result (README: CF-Diff). The CPU run (the command above) had valid
-Recall@20 0.0790 at epoch 10 and 0.1071 at epoch 40, a new best at every
-validation since epoch 15; it is unfinished (2026-12-05).
+not a result (README: CF-Diff). The CPU run (the command above, over
+three sessions, 2026-12-04/05) had valid Recall@20 0.0790 at epoch 10,
+0.1071 at 40 and its best, 0.1151, at 65; it stopped at epoch 80. Test at
+epoch 65: Recall@20 0.1827, NDCG@20 0.1163, Recall@10 0.1067, NDCG@10
+0.0898 (one seed; the paper's ML-1M figures are not checked here).
 
 Memory: the encoder and decoder, 2 x 2,810 x 522 floats (12 MB); per
 batch [B, I] history rows, [B, 2I] multi-hop rows and [B, U] reachability
