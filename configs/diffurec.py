@@ -66,9 +66,11 @@ NDCG@10 0.0627, NDCG@20 0.0726 (best epoch 115, stopped at epoch 135; 1.6-1.8
 steps/s alone on 2 cores, about 6 min per 5 epochs and their validation;
 an earlier run, folder lost, gave 0.1011 / 0.0618 at epoch 95 of 115);
 seed 1 0.1007, 0.1384, 0.0617, 0.0712 (best epoch 85, stopped at epoch 105;
-2.1 steps/s); seed 2 0.1006, 0.1380, 0.0619, 0.0712 (best epoch 95, stopped
-at epoch 115; 3.4 steps/s, 74 min); seeds 0, 1, 2: HR@10 0.1016 +- 0.0016,
-NDCG@10 0.0621 +- 0.0005, tuned SASRec 0.1069 / 0.0600. adrec-baby,
+2.1 steps/s; run again from the start at 3.3 steps/s, 71 min: the same
+validations and test figures); seed 2 0.1006, 0.1380, 0.0619, 0.0712
+(best epoch 95, stopped at epoch 115; 3.4 steps/s, 74 min); seeds 0, 1,
+2: HR@10 0.1016 +- 0.0016, NDCG@10 0.0621 +- 0.0005, tuned SASRec
+0.1069 / 0.0600. adrec-baby,
 113 steps per epoch, 2.8 steps/s on both cores (one run) or 1.5 steps/s
 each (two runs): seeds 0, 1, 2 sat on the popularity plateau and stopped
 at epochs 35-45 after 50 min each, test HR@10 0.0164 +- 0.0004 (TopPop
