@@ -55,10 +55,12 @@ from launch to the first step. The step alone takes 2.6 ms (`python -m
 tools.bench --only=diffurec`); the loop's 7 ms per step was the host's batch
 assembly, made cheaper since (the bench's `host batch` row).
 
-Measured here (`runs/diffurec-beauty`, README: results; Flax's
-initialisation, quirks off, best of the first 120 epochs of a run still
-going): test HR@10 7.55 %, NDCG@10 4.48 % averaged over users; 7.81 % /
-4.63 % averaged per batch of 512 as the official code (and the paper).
+Measured here (`runs/diffurec-beauty`, README: results; quirks off;
+runs not yet finished): with the official initialisation (the default),
+best of the first 100 epochs, test HR@10 7.51 %, NDCG@10 4.46 % averaged
+over users, 7.74 % / 4.60 % averaged per batch of 512 as the official code
+(and the paper); with Flax's, best of the first 120 epochs, 7.55 % / 4.48 %
+and 7.81 % / 4.63 %.
 
 On ADRec's files (README: results, ADRec's datasets; official
 initialisation): adrec-beauty seed 0 test HR@10 0.1034, HR@20 0.1430,
